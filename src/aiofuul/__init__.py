@@ -1,0 +1,83 @@
+"""aiofuul: the asyncio client for the Fuul events API.
+
+``track()`` queues an event and returns at once; a background sender delivers it on
+``POST /v1/events`` while traffic is light and coalesces ``POST /v1/events/batch``
+requests when it is not, never exceeding the API's rate limits in any sliding window.
+Direct awaitable calls exist for every endpoint, and :mod:`aiofuul.sandbox` is a real
+server that behaves like the API, for tests.
+
+Example::
+
+    from aiofuul import FuulClient, User
+
+    async with FuulClient() as fuul:   # key from FUUL_API_KEY
+        fuul.track("trade", User("0x52908400098527886E0F7030069857D2E4169EE7", "evm_address"),
+                   args={"size": 2.5})
+"""
+
+from ._version import __version__
+from .batching import OnError, Stats
+from .client import FuulClient
+from .config import ClientConfig, QueueFullPolicy, RetryPolicy
+from .errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ClientStateError,
+    FuulError,
+    NotFoundError,
+    PermissionDeniedError,
+    QueueFullError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    UndeliveredError,
+    ValidationError,
+)
+from .limits import DEFAULT_LIMITS, Limits, RateLimit
+from .models import (
+    IDENTIFIER_TYPES,
+    MAX_BATCH_EVENTS,
+    Amount,
+    BatchResult,
+    Currency,
+    Event,
+    IdentifierType,
+    SendResult,
+    User,
+)
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "IDENTIFIER_TYPES",
+    "MAX_BATCH_EVENTS",
+    "APIError",
+    "Amount",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchResult",
+    "ClientConfig",
+    "ClientStateError",
+    "Currency",
+    "Event",
+    "FuulClient",
+    "FuulError",
+    "IdentifierType",
+    "Limits",
+    "NotFoundError",
+    "OnError",
+    "PermissionDeniedError",
+    "QueueFullError",
+    "QueueFullPolicy",
+    "RateLimit",
+    "RateLimitError",
+    "RetryPolicy",
+    "SendResult",
+    "ServerError",
+    "Stats",
+    "TransportError",
+    "UndeliveredError",
+    "User",
+    "ValidationError",
+    "__version__",
+]

@@ -1,0 +1,442 @@
+"""The background sender behind ``track()``: a bounded queue, one worker task, two lanes.
+
+Light traffic goes out at once, one event per ``POST /v1/events``. When more is waiting
+than the single lane's free slots can carry, events are coalesced into
+``POST /v1/events/batch`` requests of up to 100; a batch slot (10 a minute) is spent on
+a partial batch only once its oldest event has waited ``linger`` for company, or when
+``flush()``/``aclose()`` asks for everything now. The worker wakes on a new event, a
+finished request, a flush, a close, or the time the next slot frees; it never sleeps
+through any of them, so a shutdown timeout bounds every wait, ``Retry-After`` included.
+
+Every event ends in exactly one counter: delivered, duplicate, rejected, failed or
+dropped, and each of the last three also reaches ``on_error`` and the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+import msgspec
+
+from .config import ClientConfig
+from .errors import APIError, BadRequestError, FuulError, QueueFullError, UndeliveredError
+from .lanes import Lane
+from .models import Event, _decode_ingested, encode_batch, encode_event
+from .transport import Action, Transport
+
+__all__ = ["OnError", "Stats"]
+
+log = logging.getLogger("aiofuul")
+
+#: ``on_error(events, error)``: called on the loop with events that were not delivered.
+OnError = Callable[[list[Event], UndeliveredError], object]
+
+# A batch validation message that names its event: "[3].user..." or "3.user ...".
+_INDEX = re.compile(r"\[?(\d+)\]?[.:\s]")
+_DROP_WARN_INTERVAL = 5.0
+
+
+class Stats(msgspec.Struct, frozen=True):
+    """A snapshot of the client's counters; ``fuul.stats()`` costs next to nothing.
+
+    At any moment ``tracked == delivered + duplicates + rejected + failed + dropped +
+    queued``, where ``queued`` counts every accepted event not yet settled (waiting,
+    awaiting a retry, or ``in_flight``).
+    """
+
+    tracked: int
+    delivered: int
+    duplicates: int
+    rejected: int
+    failed: int
+    dropped: int
+    queued: int
+    in_flight: int
+    requests_single: int
+    requests_batch: int
+    rate_limited_single: int
+    rate_limited_batch: int
+    retries: int
+    batches: int
+    mean_batch_size: float
+
+
+class _Pending:
+    __slots__ = ("attempts", "enqueued", "event", "first_try", "seq")
+
+    def __init__(self, event: Event, seq: int, enqueued: float):
+        self.event = event
+        self.seq = seq
+        self.enqueued = enqueued
+        self.attempts = 0
+        self.first_try = 0.0
+
+
+class _FlushWaiter:
+    __slots__ = ("done", "remaining", "target")
+
+    def __init__(self, target: int, remaining: int, done: asyncio.Future[None]):
+        self.target = target
+        self.remaining = remaining
+        self.done = done
+
+
+class Sender:
+    """Owns the queue and the worker task; the client delegates ``track()`` here."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        transport: Transport,
+        single: Lane,
+        batch: Lane,
+        on_error: OnError | None,
+    ):
+        self._config = config
+        self._retry = config.retry
+        self._linger = config.effective_linger
+        self._transport = transport
+        self._single = single
+        self._batch = batch
+        self._on_error = on_error
+        self._queue: deque[_Pending] = deque()
+        self._solo: deque[_Pending] = deque()  # sent one by one after an unexplained batch 400
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room_waiters = 0
+        self._waiters: list[_FlushWaiter] = []
+        self._urgent = 0
+        self._stopping = False
+        self._worker: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.tracked = self.delivered = self.duplicates = 0
+        self.rejected = self.failed = self.dropped = 0
+        self.in_flight = self.retries = self.batches = self.batched_events = 0
+        self._drops_unwarned = 0
+        self._drop_warned_at = -_DROP_WARN_INTERVAL
+
+    # -- intake (called by the client on the loop) --------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._worker = loop.create_task(self._run(), name="aiofuul-sender")
+
+    @property
+    def backlog(self) -> int:
+        """Events waiting to be sent, retries included (what ``max_queue`` bounds)."""
+        return len(self._queue) + len(self._solo)
+
+    def settled(self) -> int:
+        return self.delivered + self.duplicates + self.rejected + self.failed + self.dropped
+
+    def enqueue(self, event: Event, may_raise: bool = True) -> None:
+        """Queue an event that passed validation, applying the queue-full policy
+        (``"raise"`` becomes ``"drop_new"`` when there is no caller to raise to)."""
+        queue = self._queue
+        if len(queue) + len(self._solo) >= self._config.max_queue:
+            policy = self._config.queue_full
+            if policy == "raise" and may_raise:
+                raise QueueFullError(f"queue full ({self._config.max_queue} events)")
+            self.tracked += 1
+            if policy != "drop_old":
+                self._drop(_Pending(event, self.tracked - 1, 0.0))
+                return
+            self._drop(queue.popleft())
+        else:
+            self.tracked += 1
+        queue.append(_Pending(event, self.tracked - 1, time.monotonic()))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    async def wait_for_room(self) -> None:
+        """Wait until the queue has room (``atrack()``)."""
+        while self.backlog >= self._config.max_queue and not self._stopping:
+            self._room.clear()
+            self._room_waiters += 1
+            try:
+                await self._room.wait()
+            finally:
+                self._room_waiters -= 1
+
+    def _drop(self, item: _Pending) -> None:
+        self._drops_unwarned += 1
+        now = time.monotonic()
+        if now - self._drop_warned_at >= _DROP_WARN_INTERVAL:
+            log.warning(
+                "queue full (%d events): dropped %d event(s) (queue_full=%r); see stats().dropped",
+                self._config.max_queue,
+                self._drops_unwarned,
+                self._config.queue_full,
+            )
+            self._drop_warned_at, self._drops_unwarned = now, 0
+        self._settle([item], "dropped", UndeliveredError("dropped", 1), quiet=True)
+
+    # -- settling ------------------------------------------------------------------
+    def _settle(
+        self,
+        items: list[_Pending],
+        outcome: str,
+        error: UndeliveredError | None = None,
+        quiet: bool = False,
+    ) -> None:
+        setattr(self, outcome, getattr(self, outcome) + len(items))
+        if self._waiters:
+            for waiter in self._waiters:
+                waiter.remaining -= sum(1 for p in items if p.seq < waiter.target)
+                if waiter.remaining <= 0 and not waiter.done.done():
+                    waiter.done.set_result(None)
+            self._waiters = [w for w in self._waiters if not w.done.done()]
+        if error is None:
+            return
+        if not quiet:
+            log.error("%s", error)
+        if self._on_error is not None:
+            try:
+                self._on_error([p.event for p in items], error)
+            except Exception:
+                log.exception("on_error callback raised")
+
+    def _requeue(self, items: Iterable[_Pending]) -> None:
+        self._queue.extendleft(reversed(list(items)))
+
+    def _retry_later(self, items: list[_Pending], error: FuulError) -> None:
+        now = time.monotonic()
+        keep: list[_Pending] = []
+        spent: list[_Pending] = []
+        for p in items:
+            p.attempts += 1
+            expired = now - p.first_try >= self._retry.max_elapsed
+            (spent if p.attempts >= self._retry.max_attempts or expired else keep).append(p)
+        if keep:
+            self.retries += 1
+            self._requeue(keep)
+        if spent:
+            self._settle(spent, "failed", UndeliveredError("retries_exhausted", len(spent), error))
+
+    # -- the worker ------------------------------------------------------------------
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    delay = self._dispatch(time.monotonic())
+                except Exception:  # a bug must not silence the sender for good
+                    log.exception("aiofuul sender error; continuing")
+                    delay = 0.1
+                if self._stopping and not self.backlog and not self._tasks:
+                    return
+                if delay > 0 and delay != float("inf"):
+                    self._timer = loop.call_later(delay, self._wake.set)
+                await self._wake.wait()
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+        except asyncio.CancelledError:
+            self.abandon()
+            raise
+
+    def _dispatch(self, now: float) -> float:
+        """Start every request that may start now; return how long until one may."""
+        single, batch = self._single, self._batch
+        single_ok, batch_ok = single.stopped is None, batch.stopped is None
+        if not (single_ok or batch_ok):
+            cause = single.stopped or batch.stopped
+            items = [*self._solo, *self._queue]
+            self._solo.clear()
+            self._queue.clear()
+            if items:
+                self._settle(items, "failed", UndeliveredError("stopped", len(items), cause))
+            return float("inf")
+        queue, max_batch = self._queue, self._config.max_batch
+        while (queue or self._solo) and len(self._tasks) < self._config.max_in_flight:
+            if self._solo:
+                lane = single if single_ok else batch
+                if not lane.try_acquire(now):
+                    break
+                self._start(lane, [self._solo.popleft()])
+                continue
+            n = len(queue)
+            urgent = self._urgent > 0 or now - queue[0].enqueued >= self._linger
+            wants_batch = n >= max_batch or (
+                urgent and (not single_ok or n > single.free_slots(now))
+            )
+            if batch_ok and wants_batch and batch.try_acquire(now):
+                self._start(batch, [queue.popleft() for _ in range(min(n, max_batch))])
+            elif single_ok and single.try_acquire(now):
+                self._start(single, [queue.popleft()])
+            else:
+                break
+        if self._room_waiters and self.backlog < self._config.max_queue:
+            self._room.set()
+        if not (queue or self._solo) or len(self._tasks) >= self._config.max_in_flight:
+            return float("inf")
+        wake_at = float("inf")
+        if single_ok:
+            wake_at = single.next_free(now)
+        if batch_ok and queue:
+            at = batch.next_free(now)
+            if len(queue) < max_batch and not self._urgent:
+                at = max(at, queue[0].enqueued + self._linger)
+            wake_at = min(wake_at, at)
+        return max(0.0, wake_at - now)
+
+    def _start(self, lane: Lane, items: list[_Pending]) -> None:
+        lane.requests += 1
+        self.in_flight += len(items)
+        task = asyncio.get_running_loop().create_task(self._deliver(lane, items))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _deliver(self, lane: Lane, items: list[_Pending]) -> None:
+        n = len(items)
+        is_batch = lane is self._batch
+        now = time.monotonic()
+        for p in items:
+            if p.attempts == 0:
+                p.first_try = now
+        try:
+            body = (
+                encode_batch([p.event for p in items]) if is_batch else encode_event(items[0].event)
+            )
+            try:
+                response = await self._transport.request(lane.method, lane.path, body=body)
+            except FuulError as exc:
+                lane.release()
+                lane.on_failure(self._retry)
+                self._retry_later(items, exc)
+                return
+            except BaseException:
+                lane.release()
+                raise
+            lane.release()
+            action = lane.note(response, self._retry)
+            if action is Action.OK:
+                ingested = _decode_ingested(response.body) if is_batch else n
+                if ingested is None or not 0 <= ingested <= n:
+                    ingested = n  # a 2xx stored them all, whatever its body says
+                if is_batch:
+                    self.batches += 1
+                    self.batched_events += n
+                # The server does not say which were known already; the counts are exact.
+                self._settle(items[:ingested], "delivered")
+                self._settle(items[ingested:], "duplicates")
+            elif action is Action.DUPLICATE:
+                self._settle(items, "duplicates")
+            elif action is Action.RATE_LIMITED:
+                self.retries += 1
+                self._requeue(items)
+            elif action is Action.RETRY:
+                self._retry_later(items, response.error())
+            elif action is Action.REJECT and is_batch and n > 1:
+                self._isolate(items, response.error())
+            elif action is Action.REJECT:
+                self._settle(items, "rejected", UndeliveredError("rejected", n, response.error()))
+            else:
+                log.error(
+                    "%s %s refused (%s): this key cannot send here",
+                    lane.method,
+                    lane.path,
+                    lane.stopped,
+                )
+                self._settle(items, "failed", UndeliveredError("stopped", n, lane.stopped))
+        except asyncio.CancelledError:
+            self._settle(items, "failed", UndeliveredError("shutdown", n), quiet=True)
+            raise
+        except Exception as exc:
+            log.exception("unexpected error delivering %d event(s); will retry", n)
+            self._retry_later(items, FuulError(f"unexpected error: {exc!r}"))
+        finally:
+            self.in_flight -= n
+
+    def _isolate(self, items: list[_Pending], error: APIError) -> None:
+        """An atomic batch was refused: report the events the server named, send the rest
+        again; if it named none, send each alone to find the bad ones."""
+        messages = error.message if isinstance(error.message, list) else [error.message or ""]
+        bad: dict[int, list[str]] = {}
+        for message in messages:
+            match = _INDEX.match(message)
+            if match is None or int(match.group(1)) >= len(items):
+                bad.clear()
+                break
+            bad.setdefault(int(match.group(1)), []).append(message)
+        if not bad:
+            self._solo.extend(items)
+            return
+        for index, found in bad.items():
+            cause = BadRequestError(error.status, found)
+            self._settle([items[index]], "rejected", UndeliveredError("rejected", 1, cause))
+        self._requeue(p for i, p in enumerate(items) if i not in bad)
+
+    # -- flush and close ---------------------------------------------------------------
+    async def flush(self, timeout: float | None) -> bool:
+        remaining = self.tracked - self.settled()
+        if remaining <= 0:
+            return True
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(_FlushWaiter(self.tracked, remaining, done))
+        self._urgent += 1
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._urgent -= 1
+
+    async def close(self, timeout: float) -> None:
+        self._stopping = True
+        self._urgent += 1
+        self._room.set()
+        self._wake.set()
+        worker = self._worker
+        if worker is None:
+            self.abandon()
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(worker), timeout)
+        except asyncio.TimeoutError:
+            worker.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(worker, *self._tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            worker.cancel()
+            raise
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Report everything still queued as left at shutdown."""
+        items = [*self._solo, *self._queue]
+        self._solo.clear()
+        self._queue.clear()
+        if items:
+            self._settle(items, "failed", UndeliveredError("shutdown", len(items)))
+
+    def stats(self) -> Stats:
+        return Stats(
+            tracked=self.tracked,
+            delivered=self.delivered,
+            duplicates=self.duplicates,
+            rejected=self.rejected,
+            failed=self.failed,
+            dropped=self.dropped,
+            queued=self.tracked - self.settled(),
+            in_flight=self.in_flight,
+            requests_single=self._single.requests,
+            requests_batch=self._batch.requests,
+            rate_limited_single=self._single.rate_limited,
+            rate_limited_batch=self._batch.rate_limited,
+            retries=self.retries,
+            batches=self.batches,
+            mean_batch_size=self.batched_events / self.batches if self.batches else 0.0,
+        )

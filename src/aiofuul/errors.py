@@ -1,0 +1,200 @@
+"""The exceptions aiofuul raises, in one hierarchy you can catch precisely.
+
+```
+FuulError
+├── ValidationError            bad input, refused before anything is sent or queued
+├── ClientStateError           the client is closed, or used from the wrong loop or process
+├── QueueFullError             track() with queue_full="raise" and no room left
+├── UndeliveredError           given to on_error: why tracked events were not delivered
+├── TransportError             connection failed, timed out, or the response was unreadable
+└── APIError                   the server answered with an error status
+    ├── BadRequestError        400: the server refused the payload
+    ├── AuthenticationError    401: missing or wrong API key
+    ├── PermissionDeniedError  403: the key lacks the scope
+    ├── NotFoundError          404: e.g. the project does not exist
+    ├── RateLimitError         429: too many requests (``retry_after`` in seconds, if sent)
+    └── ServerError            5xx
+```
+
+Example::
+
+    try:
+        await fuul.send_event("trade", user, dedup_id="t-1")
+    except aiofuul.RateLimitError as exc:
+        print("slow down for", exc.retry_after)
+    except aiofuul.APIError as exc:
+        print(exc.status, exc.message)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientStateError",
+    "FuulError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "QueueFullError",
+    "RateLimitError",
+    "ServerError",
+    "TransportError",
+    "UndeliveredError",
+    "ValidationError",
+]
+
+_MAX_SHOWN = 80
+
+
+def _shorten(value: object) -> str:
+    """Render a rejected value for a message, never at unbounded length."""
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+class FuulError(Exception):
+    """Base class of every error aiofuul raises."""
+
+
+class ValidationError(FuulError, ValueError):
+    """Input refused on the client side, before anything was sent or queued.
+
+    ``field`` names the offending field (``user.identifier``, ``args.size``, ...),
+    ``rule`` says what was expected, and the message quotes the value, truncated.
+    """
+
+    def __init__(self, field: str, rule: str, value: object = None, *, show_value: bool = True):
+        self.field = field
+        self.rule = rule
+        self._shown = f" (got {_shorten(value)})" if show_value else ""
+        super().__init__(f"{field}: {rule}{self._shown}")
+
+    def within(self, prefix: str) -> ValidationError:
+        """The same error for a field nested under ``prefix`` (``[3].`` in a batch)."""
+        err = ValidationError(prefix + self.field, self.rule, show_value=False)
+        err._shown = self._shown
+        err.args = (f"{err.field}: {err.rule}{err._shown}",)
+        return err
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_validation_error, (self.field, self.rule, self._shown))
+
+
+def _rebuild_validation_error(field: str, rule: str, shown: str) -> ValidationError:
+    err = ValidationError(field, rule, show_value=False)
+    err._shown = shown
+    err.args = (f"{field}: {rule}{shown}",)
+    return err
+
+
+class ClientStateError(FuulError, RuntimeError):
+    """The client cannot do this now: it is closed, or used from another event loop
+    or from a forked child process (create one client per loop and per process)."""
+
+
+class QueueFullError(FuulError):
+    """``track()`` found the queue full and the policy is ``queue_full="raise"``."""
+
+
+class UndeliveredError(FuulError):
+    """Why events accepted by ``track()`` were not delivered; ``on_error`` receives it.
+
+    ``reason`` is one of:
+
+    - ``"rejected"``: the server refused the event (400); ``cause`` has its message.
+    - ``"retries_exhausted"``: every attempt failed; ``cause`` is the last error.
+    - ``"stopped"``: the key cannot send (401/403/404); ``cause`` says which.
+    - ``"dropped"``: the queue was full (``queue_full`` policy).
+    - ``"shutdown"``: still queued or in flight when the client closed or its loop ended
+      (an event in flight at that moment may still have been stored).
+    """
+
+    def __init__(self, reason: str, count: int, cause: FuulError | None = None):
+        self.reason = reason
+        self.count = count
+        self.cause = cause
+        text = f"{count} event{'s' if count != 1 else ''} not delivered ({reason})"
+        super().__init__(f"{text}: {cause}" if cause is not None else text)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.reason, self.count, self.cause))
+
+
+class TransportError(FuulError):
+    """No usable answer from the server: connection refused or reset, a timeout,
+    or a response too large or malformed to read."""
+
+
+class APIError(FuulError):
+    """The server answered with an error status.
+
+    ``status`` is the HTTP status; ``message`` is the server's ``message`` field, a
+    string or (for validation errors) a list of strings, or ``None``.
+    """
+
+    def __init__(self, status: int, message: str | list[str] | None = None):
+        self.status = status
+        self.message = message
+        detail = "; ".join(message) if isinstance(message, list) else message or ""
+        text = f"HTTP {status}"
+        super().__init__(f"{text}: {detail}" if detail else text)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.status, self.message))
+
+
+class BadRequestError(APIError):
+    """400: the server refused the payload. Retrying the same payload cannot help."""
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing or wrong."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the API key lacks the scope this endpoint needs (``send:trigger_event``)."""
+
+
+class NotFoundError(APIError):
+    """404: the project (or path) does not exist."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests. ``retry_after`` is the server's hint in seconds, or None."""
+
+    def __init__(
+        self,
+        status: int = 429,
+        message: str | list[str] | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(status, message)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.status, self.message, self.retry_after))
+
+
+class ServerError(APIError):
+    """5xx: the server failed. Retried automatically; raised when retries run out."""
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+
+def error_for_status(
+    status: int, message: str | list[str] | None, retry_after: float | None = None
+) -> APIError:
+    """The exception that stands for an error ``status``: the one mapping of codes to classes."""
+    if status == 429:
+        return RateLimitError(status, message, retry_after)
+    if status >= 500:
+        return ServerError(status, message)
+    return _BY_STATUS.get(status, APIError)(status, message)

@@ -1,0 +1,234 @@
+"""HTTP: one aiohttp session, the base URL and its safety rules, reading responses
+with a size cap, the ``Retry-After`` parser, and what each status code means.
+
+The status table (:func:`action_for`) is the one place that decides, for direct calls
+and the background sender alike, whether a response is a success, a duplicate, worth
+retrying, a rate limit, a rejection of the payload, or a stop (the key cannot work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ipaddress
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import aiohttp
+import msgspec
+
+from ._version import __version__
+from .errors import APIError, FuulError, TransportError, error_for_status
+
+__all__ = ["DEFAULT_BASE_URL", "Action", "action_for", "parse_retry_after", "resolve_base_url"]
+
+#: Production base URL (the official JS SDK's default).
+DEFAULT_BASE_URL = "https://api.fuul.xyz/api/v1/"
+
+USER_AGENT = (
+    f"aiofuul/{__version__} aiohttp/{aiohttp.__version__} "
+    f"python/{sys.version_info.major}.{sys.version_info.minor}"
+)
+
+
+class Action(enum.Enum):
+    """What a response status means for the request that drew it."""
+
+    OK = "ok"
+    DUPLICATE = "duplicate"  # 409: the dedup id is known; the event exists
+    RETRY = "retry"  # 5xx, 408, and transport errors: try the same request again
+    RATE_LIMITED = "rate_limited"  # 429: wait (Retry-After) and try again
+    REJECT = "reject"  # 400 and other 4xx: this payload can never succeed
+    STOP = "stop"  # 401, 403, 404: nothing sent with this key here can succeed
+
+
+def action_for(status: int) -> Action:
+    """The one mapping from HTTP status to :class:`Action`."""
+    if 200 <= status < 300:
+        return Action.OK
+    if status == 409:
+        return Action.DUPLICATE
+    if status == 429:
+        return Action.RATE_LIMITED
+    if status >= 500 or status == 408:
+        return Action.RETRY
+    if status in (401, 403, 404):
+        return Action.STOP
+    return Action.REJECT
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds (decimals tolerated)
+    or an HTTP date. None when absent or unreadable; never negative."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_base_url(base_url: str | None, allow_insecure_http: bool = False) -> str:
+    """The base URL to use: ``base_url``, else ``$FUUL_BASE_URL``, else production.
+
+    Always ends with ``/``. A plain ``http://`` URL is refused unless its host is
+    loopback (the sandbox) or ``allow_insecure_http`` is set: the key would travel in clear.
+    """
+    url = base_url or os.environ.get("FUUL_BASE_URL") or DEFAULT_BASE_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base_url must be an http(s) URL with a host, not {url!r}")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise ValueError(
+            f"refusing plain-http base_url {url!r}: the API key would travel in clear; "
+            "use https, or ClientConfig(allow_insecure_http=True) if you really mean it"
+        )
+    return url if url.endswith("/") else url + "/"
+
+
+class _ErrorBody(msgspec.Struct):
+    message: str | list[str] | None = None
+
+
+_ERROR_DECODER = msgspec.json.Decoder(_ErrorBody)
+
+
+def _server_message(body: bytes) -> str | list[str] | None:
+    try:
+        return _ERROR_DECODER.decode(body).message
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+@dataclass(frozen=True)
+class Response:
+    """A response read in full: status, body (capped), and the parsed ``Retry-After``."""
+
+    status: int
+    body: bytes
+    retry_after: float | None
+
+    @property
+    def action(self) -> Action:
+        return action_for(self.status)
+
+    def error(self) -> APIError:
+        """The exception for this (error) response, with the server's message."""
+        return error_for_status(self.status, _server_message(self.body), self.retry_after)
+
+
+class Transport:
+    """Sends requests on one keep-alive aiohttp session.
+
+    The session is created on first use (inside the running loop) unless the caller
+    passed one, which is then used as is and never closed here. The key lives only in
+    the ``Authorization`` header dict, which nothing prints.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        timeout: float,
+        max_response_bytes: int,
+        session: aiohttp.ClientSession | None = None,
+    ):
+        self.base_url = base_url
+        self._headers: Mapping[str, str] = {
+            "Authorization": f"Bearer {api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_bytes = max_response_bytes
+        self._session = session
+        self._owns_session = session is None
+
+    def __repr__(self) -> str:
+        return f"Transport(base_url={self.base_url!r})"
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            if not self._owns_session:
+                raise FuulError("the aiohttp session passed to the client is closed")
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=300),
+                timeout=self._timeout,
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Send one request; raise :class:`TransportError` when no readable answer came."""
+        session = self._get_session()
+        headers = self._headers
+        if body is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+        try:
+            async with session.request(
+                method,
+                self.base_url + path,
+                data=body,
+                params=params,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as resp:
+                if resp.content_length is not None and resp.content_length > self._max_bytes:
+                    raise TransportError(
+                        f"{method} {path}: response of {resp.content_length} bytes exceeds "
+                        f"max_response_bytes={self._max_bytes}"
+                    )
+                data = bytearray()
+                async for chunk in resp.content.iter_chunked(65536):
+                    data += chunk
+                    if len(data) > self._max_bytes:
+                        raise TransportError(
+                            f"{method} {path}: response exceeds max_response_bytes={self._max_bytes}"
+                        )
+                return Response(
+                    resp.status, bytes(data), parse_retry_after(resp.headers.get("Retry-After"))
+                )
+        except asyncio.TimeoutError:
+            raise TransportError(
+                f"{method} {path}: timed out after {self._timeout.total} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+
+    async def close(self) -> None:
+        """Close the session if this transport created it."""
+        if self._owns_session and self._session is not None and not self._session.closed:
+            await self._session.close()

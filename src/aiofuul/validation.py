@@ -1,0 +1,263 @@
+"""The rules an event must obey, checked before anything is sent or queued.
+
+One copy of every rule: the client runs these on ``track()``, ``send_event`` and
+``send_batch``; the sandbox server runs the very same functions on what it receives.
+Each failure raises :class:`~aiofuul.errors.ValidationError` naming the field, the
+rule and the (truncated) value.
+
+The identifier format checks can be switched off (``check_format=False``, or
+``FuulClient(config=ClientConfig(check_identifier_format=False))``) for users who
+know better; the identifier *type* is always checked.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import ValidationError
+from .models import IDENTIFIER_TYPES, MAX_BATCH_EVENTS, Amount, Currency, Event, User
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "check_args",
+    "check_dedup_id",
+    "check_name",
+    "check_timestamp",
+    "check_user",
+    "validate_batch",
+    "validate_event",
+]
+
+#: ``name`` and ``dedup_id`` are 1 to this many characters (the vendor's own tooling).
+MAX_ID_LENGTH = 200
+
+# Milliseconds before this (1973-03-03) are almost surely seconds; after this
+# (2286-11-20) almost surely microseconds or nanoseconds.
+_MIN_MS = 100_000_000_000
+_MAX_MS = 10_000_000_000_000
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+_BASE58 = "1-9A-HJ-NP-Za-km-z"
+_FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
+    "evm_address": (re.compile(r"0x[0-9a-fA-F]{40}"), "0x followed by 40 hex digits"),
+    "sui_address": (re.compile(r"0x[0-9a-fA-F]{64}"), "0x followed by 64 hex digits"),
+    "solana_address": (re.compile(f"[{_BASE58}]{{32,44}}"), "32 to 44 base58 characters"),
+    "xrpl_address": (
+        re.compile(f"r[{_BASE58}]{{24,34}}"),
+        "r followed by 24 to 34 base58 characters",
+    ),
+    "stellar_address": (
+        re.compile(r"G[A-Z2-7]{55}"),
+        "G followed by 55 base32 characters (A-Z, 2-7)",
+    ),
+    "email": (
+        re.compile(r"[^@\s]{1,64}@(?:[^@\s.]+\.)+[^@\s.]{2,}"),
+        "a plausible email address (local@domain.tld)",
+    ),
+}
+_MAX_IDENTIFIER = 254
+_CURRENCY_NAMES = frozenset({"USDC", "USD", "POINT"})
+_TOKEN_TYPES = frozenset({"evm_contract", "solana_mint"})
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def _check_text(field: str, value: object, max_len: int = MAX_ID_LENGTH) -> str:
+    if type(value) is not str:
+        if isinstance(value, str):
+            value = str(value)
+        else:
+            raise ValidationError(field, "must be a string", value)
+    if not 0 < len(value) <= max_len:
+        raise ValidationError(field, f"must be 1 to {max_len} characters, not {len(value)}", value)
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValidationError(
+                field, "must be valid Unicode (no lone surrogates)", value
+            ) from None
+    return value
+
+
+def check_name(name: object) -> str:
+    """``name``: a string of 1-200 characters, matching a trigger configured in the project."""
+    return _check_text("name", name)
+
+
+def check_dedup_id(dedup_id: object) -> str:
+    """``dedup_id``: a string of 1-200 characters, unique per event."""
+    return _check_text("dedup_id", dedup_id)
+
+
+def check_user(user: object, check_format: bool = True, field: str = "user") -> User:
+    """A :class:`User` with a known identifier type and (unless ``check_format`` is
+    False) an identifier in that type's format."""
+    if type(user) is not User:
+        raise ValidationError(field, "must be an aiofuul.User(identifier, identifier_type)", user)
+    kind = user.identifier_type
+    if type(kind) is not str or kind not in IDENTIFIER_TYPES:
+        raise ValidationError(
+            f"{field}.identifier_type",
+            "must be one of " + ", ".join(sorted(IDENTIFIER_TYPES)),
+            kind,
+        )
+    ident = _check_text(f"{field}.identifier", user.identifier, _MAX_IDENTIFIER)
+    if check_format:
+        pattern, rule = _FORMATS[kind]
+        if pattern.fullmatch(ident) is None:
+            raise ValidationError(f"{field}.identifier", f"must be an {kind}: {rule}", ident)
+    return user
+
+
+def check_timestamp(timestamp: object) -> int | None:
+    """``timestamp``: None, or an int of milliseconds since the epoch."""
+    if timestamp is None:
+        return None
+    if type(timestamp) is not int:
+        raise ValidationError(
+            "timestamp", "must be an int of milliseconds since the epoch", timestamp
+        )
+    if timestamp < _MIN_MS:
+        if timestamp < 0:
+            raise ValidationError("timestamp", "must not be negative", timestamp)
+        raise ValidationError(
+            "timestamp",
+            "looks like seconds, not milliseconds since the epoch (multiply by 1000)",
+            timestamp,
+        )
+    if timestamp > _MAX_MS:
+        raise ValidationError(
+            "timestamp",
+            "looks like microseconds or nanoseconds, not milliseconds since the epoch",
+            timestamp,
+        )
+    return timestamp
+
+
+def _check_currency(field: str, value: object, check_format: bool) -> Currency:
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"name", "identifier", "identifier_type", "chain_identifier"}
+        if unknown:
+            raise ValidationError(field, f"has unknown keys {sorted(map(str, unknown))}", value)
+        value = Currency(**value)
+    if type(value) is not Currency:
+        raise ValidationError(field, "must be an aiofuul.Currency or a dict of its fields", value)
+    if value.name is not None:
+        if value.identifier is not None or value.identifier_type is not None:
+            raise ValidationError(
+                field, "takes a name, or an identifier and its type, not both", value
+            )
+        name = _check_text(f"{field}.name", value.name)
+        if check_format and name not in _CURRENCY_NAMES:
+            raise ValidationError(
+                f"{field}.name", "must be one of " + ", ".join(sorted(_CURRENCY_NAMES)), name
+            )
+        return value
+    _check_text(f"{field}.identifier", value.identifier, _MAX_IDENTIFIER)
+    if type(value.identifier_type) is not str or value.identifier_type not in _TOKEN_TYPES:
+        raise ValidationError(
+            f"{field}.identifier_type",
+            "must be one of " + ", ".join(sorted(_TOKEN_TYPES)),
+            value.identifier_type,
+        )
+    if value.chain_identifier is not None:
+        _check_text(f"{field}.chain_identifier", value.chain_identifier)
+    return value
+
+
+def _check_amount(field: str, value: object, check_format: bool) -> Amount:
+    if isinstance(value, Mapping):
+        if set(value) != {"amount", "currency"}:
+            raise ValidationError(
+                field, "must have exactly the keys 'amount' and 'currency'", value
+            )
+        value = Amount(value["amount"], value["currency"])
+    assert type(value) is Amount
+    amount = _check_text(f"{field}.amount", value.amount)
+    if _INTEGER.fullmatch(amount) is None:
+        raise ValidationError(
+            f"{field}.amount", "must be an integer string in the currency's smallest unit", amount
+        )
+    currency = _check_currency(f"{field}.currency", value.currency, check_format)
+    if currency is not value.currency:
+        value = Amount(amount, currency)
+    return value
+
+
+def check_args(args: object, check_format: bool = True) -> dict[str, Any] | None:
+    """``args``: None, or a dict of string keys to str, int, float (finite), bool, or an
+    :class:`Amount` (or a dict with its fields) for the standard ``value`` and ``revenue``.
+
+    Returns the args to send: the same dict, or a copy with amount dicts made Structs.
+    """
+    if args is None:
+        return None
+    if not isinstance(args, dict):
+        raise ValidationError("args", "must be a dict of str keys to values", args)
+    converted: dict[str, Any] | None = None
+    for key, value in args.items():
+        if type(key) is not str or not key:
+            raise ValidationError("args", "keys must be non-empty strings", key)
+        kind = type(value)
+        if kind is str:
+            _check_text(f"args.{key}", value, max_len=1 << 20)
+        elif kind is int:
+            if not _INT_MIN <= value <= _INT_MAX:
+                raise ValidationError(f"args.{key}", "must fit in 64 bits", value)
+        elif kind is float:
+            if not math.isfinite(value):
+                raise ValidationError(
+                    f"args.{key}", "must be a finite number (no NaN or infinity)", value
+                )
+        elif kind is bool:
+            pass
+        elif kind is Amount or isinstance(value, Mapping):
+            amount = _check_amount(f"args.{key}", value, check_format)
+            if amount is not value:
+                if converted is None:
+                    converted = dict(args)
+                converted[key] = amount
+        else:
+            raise ValidationError(
+                f"args.{key}", "must be a str, int, float, bool or aiofuul.Amount", value
+            )
+    return args if converted is None else converted
+
+
+def validate_event(event: object, check_format: bool = True) -> Event:
+    """Check every field of an :class:`Event`; returns it (or a copy with amount dicts
+    made Structs). Raises :class:`ValidationError` on the first broken rule."""
+    if type(event) is not Event:
+        raise ValidationError("event", "must be an aiofuul.Event", event)
+    check_name(event.name)
+    check_user(event.user, check_format)
+    check_dedup_id(event.dedup_id)
+    args = check_args(event.args, check_format)
+    check_timestamp(event.timestamp)
+    if args is not event.args:
+        return Event(event.name, event.user, event.dedup_id, args, event.timestamp)
+    return event
+
+
+def validate_batch(events: object, check_format: bool = True) -> list[Event]:
+    """Check a batch: a non-empty list of at most 100 valid events. A broken event's
+    error names its index (``[3].user.identifier: ...``)."""
+    if not isinstance(events, (list, tuple)):
+        raise ValidationError("events", "must be a list of aiofuul.Event", events)
+    if not 0 < len(events) <= MAX_BATCH_EVENTS:
+        raise ValidationError(
+            "events",
+            f"must hold 1 to {MAX_BATCH_EVENTS} events, not {len(events)}",
+            show_value=False,
+        )
+    out: list[Event] = []
+    for index, event in enumerate(events):
+        try:
+            out.append(validate_event(event, check_format))
+        except ValidationError as exc:
+            raise exc.within(f"[{index}].") from None
+    return out
