@@ -77,6 +77,21 @@ class _Pending:
         self.first_try = 0.0
 
 
+class _Flight:
+    """One request under way: its lane, its events, and whether its slot went back."""
+
+    __slots__ = ("items", "lane", "released")
+
+    def __init__(self, lane: Lane, items: list[_Pending]):
+        self.lane = lane
+        self.items = items
+        self.released = False
+
+    def release(self) -> None:
+        self.released = True
+        self.lane.release()
+
+
 class _FlushWaiter:
     __slots__ = ("done", "remaining", "target")
 
@@ -106,7 +121,8 @@ class Sender:
         self._on_error = on_error
         self._queue: deque[_Pending] = deque()
         self._solo: deque[_Pending] = deque()  # sent one by one after an unexplained batch 400
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], _Flight] = {}
+        self._stop_logged: set[str] = set()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room_waiters = 0
@@ -114,7 +130,6 @@ class Sender:
         self._urgent = 0
         self._stopping = False
         self._worker: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self.tracked = self.delivered = self.duplicates = 0
         self.rejected = self.failed = self.dropped = 0
         self.in_flight = self.retries = self.batches = self.batched_events = 0
@@ -124,6 +139,18 @@ class Sender:
     # -- intake (called by the client on the loop) --------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._worker = loop.create_task(self._run(), name="aiofuul-sender")
+        self._worker.add_done_callback(self._worker_done)
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        # Also reached when the loop shuts down without aclose() and cancels the
+        # worker, possibly before it ever ran: whatever is queued is reported here.
+        if self.backlog:
+            log.error(
+                "aiofuul sender ended (event loop closing without aclose()?) "
+                "with %d event(s) queued",
+                self.backlog,
+            )
+        self.abandon()
 
     @property
     def backlog(self) -> int:
@@ -220,25 +247,23 @@ class Sender:
     # -- the worker ------------------------------------------------------------------
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            while True:
-                self._wake.clear()
-                try:
-                    delay = self._dispatch(time.monotonic())
-                except Exception:  # a bug must not silence the sender for good
-                    log.exception("aiofuul sender error; continuing")
-                    delay = 0.1
-                if self._stopping and not self.backlog and not self._tasks:
-                    return
-                if delay > 0 and delay != float("inf"):
-                    self._timer = loop.call_later(delay, self._wake.set)
+        while True:
+            self._wake.clear()
+            try:
+                delay = self._dispatch(time.monotonic())
+            except Exception:  # a bug must not silence the sender for good
+                log.exception("aiofuul sender error; continuing")
+                delay = 0.1
+            if self._stopping and not self.backlog and not self._tasks:
+                return
+            timer = None
+            if 0 < delay < float("inf"):
+                timer = loop.call_later(delay, self._wake.set)
+            try:
                 await self._wake.wait()
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
-        except asyncio.CancelledError:
-            self.abandon()
-            raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def _dispatch(self, now: float) -> float:
         """Start every request that may start now; return how long until one may."""
@@ -288,15 +313,24 @@ class Sender:
     def _start(self, lane: Lane, items: list[_Pending]) -> None:
         lane.requests += 1
         self.in_flight += len(items)
-        task = asyncio.get_running_loop().create_task(self._deliver(lane, items))
-        self._tasks.add(task)
+        flight = _Flight(lane, items)
+        task = asyncio.get_running_loop().create_task(self._deliver(flight))
+        self._tasks[task] = flight
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        # Bookkeeping lives here, not in _deliver: a task cancelled before its first
+        # step (the loop shutting down) never runs a line of its coroutine.
+        flight = self._tasks.pop(task)
+        self.in_flight -= len(flight.items)
+        if not flight.released:
+            flight.lane.release()
+        if task.cancelled():
+            self._settle(flight.items, "failed", UndeliveredError("shutdown", len(flight.items)))
         self._wake.set()
 
-    async def _deliver(self, lane: Lane, items: list[_Pending]) -> None:
+    async def _deliver(self, flight: _Flight) -> None:
+        lane, items = flight.lane, flight.items
         n = len(items)
         is_batch = lane is self._batch
         now = time.monotonic()
@@ -304,20 +338,15 @@ class Sender:
             if p.attempts == 0:
                 p.first_try = now
         try:
-            body = (
-                encode_batch([p.event for p in items]) if is_batch else encode_event(items[0].event)
-            )
+            body = encode_batch([p.event for p in items]) if is_batch else encode_event(items[0].event)
             try:
                 response = await self._transport.request(lane.method, lane.path, body=body)
             except FuulError as exc:
-                lane.release()
+                flight.release()
                 lane.on_failure(self._retry)
                 self._retry_later(items, exc)
                 return
-            except BaseException:
-                lane.release()
-                raise
-            lane.release()
+            flight.release()
             action = lane.note(response, self._retry)
             if action is Action.OK:
                 ingested = _decode_ingested(response.body) if is_batch else n
@@ -341,21 +370,22 @@ class Sender:
             elif action is Action.REJECT:
                 self._settle(items, "rejected", UndeliveredError("rejected", n, response.error()))
             else:
-                log.error(
-                    "%s %s refused (%s): this key cannot send here",
-                    lane.method,
-                    lane.path,
-                    lane.stopped,
-                )
-                self._settle(items, "failed", UndeliveredError("stopped", n, lane.stopped))
+                first = lane.name not in self._stop_logged
+                if first:
+                    self._stop_logged.add(lane.name)
+                    log.error(
+                        "%s %s refused (%s): this key cannot send here; failing its events",
+                        lane.method,
+                        lane.path,
+                        lane.stopped,
+                    )
+                error = UndeliveredError("stopped", n, lane.stopped)
+                self._settle(items, "failed", error, quiet=not first)
         except asyncio.CancelledError:
-            self._settle(items, "failed", UndeliveredError("shutdown", n), quiet=True)
             raise
         except Exception as exc:
             log.exception("unexpected error delivering %d event(s); will retry", n)
             self._retry_later(items, FuulError(f"unexpected error: {exc!r}"))
-        finally:
-            self.in_flight -= n
 
     def _isolate(self, items: list[_Pending], error: APIError) -> None:
         """An atomic batch was refused: report the events the server named, send the rest
