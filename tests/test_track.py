@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
 
 from aiofuul import (
     ClientStateError,
@@ -23,6 +22,7 @@ from aiofuul import (
     ValidationError,
 )
 from aiofuul.sandbox import Faults, Sandbox
+from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
 
 Reported = list[tuple[list[Event], UndeliveredError]]
 
@@ -215,7 +215,9 @@ async def test_queue_full_policies_count_and_report(policy: str) -> None:
     seen, on_error = recorder()
     # Nothing listens on this port: every event stays queued.
     config = fast_config(max_queue=10, queue_full=policy)
-    fuul = FuulClient(API_KEY, base_url="http://127.0.0.1:9/api/v1/", config=config, on_error=on_error)
+    fuul = FuulClient(
+        API_KEY, base_url="http://127.0.0.1:9/api/v1/", config=config, on_error=on_error
+    )
     async with fuul:
         ids = [fuul.track("trade", EVM, dedup_id=f"e{i}") for i in range(10)]
         if policy == "raise":
@@ -289,7 +291,9 @@ async def test_flush_waits_only_for_what_was_tracked_before(sandbox: Sandbox) ->
 async def test_auth_failure_stops_and_reports_loudly(caplog: pytest.LogCaptureFixture) -> None:
     async with Sandbox(limits=FAST_LIMITS, keys={"good": {"send:trigger_event"}}) as sb:
         seen, on_error = recorder()
-        async with FuulClient("wrong", base_url=sb.url, config=fast_config(), on_error=on_error) as fuul:
+        async with FuulClient(
+            "wrong", base_url=sb.url, config=fast_config(), on_error=on_error
+        ) as fuul:
             for i in range(120):
                 fuul.track("trade", EVM, args={"i": i})
             assert await fuul.flush(timeout=5)
