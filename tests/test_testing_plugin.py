@@ -1,0 +1,19 @@
+"""The fixtures aiofuul.testing offers users work as documented."""
+
+from __future__ import annotations
+
+from conftest import EVM
+
+from aiofuul import FuulClient
+from aiofuul.sandbox import Sandbox
+
+pytest_plugins = ["aiofuul.testing"]
+
+
+async def test_fuul_client_delivers_to_fuul_sandbox(
+    fuul_client: FuulClient, fuul_sandbox: Sandbox
+) -> None:
+    dedup_id = fuul_client.track("trade", EVM, args={"size": 2})
+    assert await fuul_client.flush(timeout=5)
+    assert fuul_sandbox.stored_count(dedup_id) == 1
+    assert await fuul_client.event_status(EVM, "trade")
