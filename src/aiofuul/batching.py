@@ -39,6 +39,7 @@ OnError = Callable[[list[Event], UndeliveredError], object]
 # A batch validation message that names its event: "[3].user..." or "3.user ...".
 _INDEX = re.compile(r"\[?(\d+)\]?[.:\s]")
 _DROP_WARN_INTERVAL = 5.0
+_monotonic = time.monotonic
 
 
 class Stats(msgspec.Struct, frozen=True):
@@ -66,15 +67,13 @@ class Stats(msgspec.Struct, frozen=True):
     mean_batch_size: float
 
 
-class _Pending:
-    __slots__ = ("attempts", "enqueued", "event", "first_try", "seq")
-
-    def __init__(self, event: Event, seq: int, enqueued: float):
-        self.event = event
-        self.seq = seq
-        self.enqueued = enqueued
-        self.attempts = 0
-        self.first_try = 0.0
+class _Pending(msgspec.Struct, gc=False):
+    # A Struct, not a class with __init__: built once per track(), it is on the hot path.
+    event: Event
+    seq: int
+    enqueued: float
+    attempts: int = 0
+    first_try: float = 0.0
 
 
 class _Flight:
@@ -115,6 +114,7 @@ class Sender:
         self._config = config
         self._retry = config.retry
         self._linger = config.effective_linger
+        self._max_queue = config.max_queue
         self._transport = transport
         self._single = single
         self._batch = batch
@@ -144,7 +144,7 @@ class Sender:
     def _worker_done(self, task: asyncio.Task[None]) -> None:
         # Also reached when the loop shuts down without aclose() and cancels the
         # worker, possibly before it ever ran: whatever is queued is reported here.
-        if self.backlog:
+        if self.backlog and not self._stopping:
             log.error(
                 "aiofuul sender ended (event loop closing without aclose()?) "
                 "with %d event(s) queued",
@@ -164,7 +164,7 @@ class Sender:
         """Queue an event that passed validation, applying the queue-full policy
         (``"raise"`` becomes ``"drop_new"`` when there is no caller to raise to)."""
         queue = self._queue
-        if len(queue) + len(self._solo) >= self._config.max_queue:
+        if len(queue) + len(self._solo) >= self._max_queue:
             policy = self._config.queue_full
             if policy == "raise" and may_raise:
                 raise QueueFullError(f"queue full ({self._config.max_queue} events)")
@@ -175,7 +175,7 @@ class Sender:
             self._drop(queue.popleft())
         else:
             self.tracked += 1
-        queue.append(_Pending(event, self.tracked - 1, time.monotonic()))
+        queue.append(_Pending(event, self.tracked - 1, _monotonic()))
         if not self._wake.is_set():
             self._wake.set()
 

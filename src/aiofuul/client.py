@@ -45,6 +45,7 @@ from .models import (
 )
 from .transport import Action, Transport, resolve_base_url
 from .validation import (
+    MAX_ID_LENGTH,
     check_args,
     check_dedup_id,
     check_name,
@@ -58,6 +59,8 @@ __all__ = ["FuulClient"]
 log = logging.getLogger("aiofuul")
 
 _clients: weakref.WeakSet[FuulClient] = weakref.WeakSet()
+# Users already validated, so the identifier regex runs once per user, not per event.
+_KNOWN_USERS = 4096
 
 
 def _after_fork_in_child() -> None:
@@ -121,6 +124,7 @@ class FuulClient:
         self._forked = False
         self._ids = itertools.count()
         self._id_prefix = secrets.token_hex(8) + "-"
+        self._known_users: dict[User, None] = {}
         _clients.add(self)
 
     def __repr__(self) -> str:
@@ -196,10 +200,19 @@ class FuulClient:
         timestamp: int | None,
         stamp: bool,
     ) -> Event:
-        check_name(name)
-        check_user(user, self._check_format)
+        # The hot path of track(): the common case (short ASCII name, a user seen
+        # before, small args) is decided inline; the check_* functions own the rules
+        # and the messages, and run whenever the inline test is not conclusive.
+        if type(name) is not str or not 0 < len(name) <= MAX_ID_LENGTH or not name.isascii():
+            check_name(name)
+        try:
+            known = type(user) is User and user in self._known_users
+        except TypeError:  # a User holding unhashable garbage
+            known = False
+        if not known:
+            self._learn_user(user)
         if dedup_id is None:
-            dedup_id = self._id_prefix + str(next(self._ids))
+            dedup_id = f"{self._id_prefix}{next(self._ids)}"
         else:
             check_dedup_id(dedup_id)
         if args is not None:
@@ -210,6 +223,12 @@ class FuulClient:
         else:
             check_timestamp(timestamp)
         return Event(name, user, dedup_id, args, timestamp)
+
+    def _learn_user(self, user: User) -> None:
+        check_user(user, self._check_format)
+        if len(self._known_users) >= _KNOWN_USERS:
+            self._known_users.clear()
+        self._known_users[user] = None
 
     def track(
         self,
