@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import EVM
-
 from aiofuul import FuulClient
 from aiofuul.sandbox import Sandbox
+from conftest import EVM
 
 pytest_plugins = ["aiofuul.testing"]
 

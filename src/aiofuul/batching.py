@@ -338,7 +338,9 @@ class Sender:
             if p.attempts == 0:
                 p.first_try = now
         try:
-            body = encode_batch([p.event for p in items]) if is_batch else encode_event(items[0].event)
+            body = (
+                encode_batch([p.event for p in items]) if is_batch else encode_event(items[0].event)
+            )
             try:
                 response = await self._transport.request(lane.method, lane.path, body=body)
             except FuulError as exc:
