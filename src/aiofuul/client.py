@@ -219,7 +219,7 @@ class FuulClient:
             args = check_args(args, self._check_format)
         if timestamp is None:
             if stamp:
-                timestamp = int(time.time() * 1000)
+                timestamp = time.time_ns() // 1_000_000
         else:
             check_timestamp(timestamp)
         return Event(name, user, dedup_id, args, timestamp)

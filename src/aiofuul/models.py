@@ -46,7 +46,7 @@ IDENTIFIER_TYPES: frozenset[str] = frozenset(get_args(IdentifierType))
 MAX_BATCH_EVENTS = 100
 
 
-class User(msgspec.Struct, frozen=True):
+class User(msgspec.Struct, frozen=True, gc=False):
     """The user an event belongs to: ``User("0x5290...9EE7", "evm_address")``."""
 
     identifier: str
@@ -79,7 +79,9 @@ class Amount(msgspec.Struct, frozen=True):
 ArgValue = str | int | float | bool | Amount
 
 
-class Event(msgspec.Struct, omit_defaults=True):
+# gc=False: an event holds only strings, numbers and Structs, never a cycle, and a
+# queue of 100,000 of them must not make every cyclic collection walk them all.
+class Event(msgspec.Struct, omit_defaults=True, gc=False):
     """One trigger event, exactly as the API takes it.
 
     ``timestamp`` is milliseconds since the epoch; leave it ``None`` to let the

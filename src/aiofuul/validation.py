@@ -60,6 +60,7 @@ _FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
     ),
 }
 _MAX_IDENTIFIER = 254
+_MAX_ARG_TEXT = 1 << 20
 _CURRENCY_NAMES = frozenset({"USDC", "USD", "POINT"})
 _TOKEN_TYPES = frozenset({"evm_contract", "solana_mint"})
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -204,7 +205,8 @@ def check_args(args: object, check_format: bool = True) -> dict[str, Any] | None
             raise ValidationError("args", "keys must be non-empty strings", key)
         kind = type(value)
         if kind is str:
-            _check_text(f"args.{key}", value, max_len=1 << 20)
+            if not value.isascii() or len(value) > _MAX_ARG_TEXT or not value:
+                _check_text(f"args.{key}", value, max_len=_MAX_ARG_TEXT)
         elif kind is int:
             if not _INT_MIN <= value <= _INT_MAX:
                 raise ValidationError(f"args.{key}", "must fit in 64 bits", value)
