@@ -19,7 +19,8 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 import msgspec
 
@@ -67,6 +68,18 @@ class Stats(msgspec.Struct, frozen=True):
     mean_batch_size: float
 
 
+class Journal(Protocol):
+    """Told of every accepted and every settled event (the durable outbox)."""
+
+    def added(self, event: Event) -> None: ...
+
+    def settled(
+        self, events: Sequence[Event], outcome: str, error: UndeliveredError | None
+    ) -> None: ...
+
+    async def recover(self) -> list[Event]: ...
+
+
 class _Pending(msgspec.Struct, gc=False):
     # A Struct, not a class with __init__: built once per track(), it is on the hot path.
     event: Event
@@ -110,8 +123,10 @@ class Sender:
         single: Lane,
         batch: Lane,
         on_error: OnError | None,
+        journal: Journal | None = None,
     ):
         self._config = config
+        self._journal = journal
         self._retry = config.retry
         self._linger = config.effective_linger
         self._max_queue = config.max_queue
@@ -127,6 +142,7 @@ class Sender:
         self._room = asyncio.Event()
         self._room_waiters = 0
         self._waiters: list[_FlushWaiter] = []
+        self._ready = asyncio.Event()  # set once the outbox's leftovers are queued
         self._urgent = 0
         self._stopping = False
         self._worker: asyncio.Task[None] | None = None
@@ -176,6 +192,8 @@ class Sender:
         else:
             self.tracked += 1
         queue.append(_Pending(event, self.tracked - 1, _monotonic()))
+        if self._journal is not None:
+            self._journal.added(event)
         if not self._wake.is_set():
             self._wake.set()
 
@@ -211,6 +229,8 @@ class Sender:
         quiet: bool = False,
     ) -> None:
         setattr(self, outcome, getattr(self, outcome) + len(items))
+        if self._journal is not None and items:
+            self._journal.settled([p.event for p in items], outcome, error)
         if self._waiters:
             for waiter in self._waiters:
                 waiter.remaining -= sum(1 for p in items if p.seq < waiter.target)
@@ -245,8 +265,26 @@ class Sender:
             self._settle(spent, "failed", UndeliveredError("retries_exhausted", len(spent), error))
 
     # -- the worker ------------------------------------------------------------------
+    async def _recover(self, journal: Journal) -> None:
+        try:
+            events = await journal.recover()
+        except Exception:
+            log.exception("could not read the outbox; events tracked now are not durable")
+            self._journal = None
+            return
+        finally:
+            self._ready.set()
+        if events:
+            log.info("resending %d event(s) a previous run left in the outbox", len(events))
+        for event in events:
+            self.tracked += 1
+            self._queue.append(_Pending(event, self.tracked - 1, _monotonic()))
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._journal is not None:
+            await self._recover(self._journal)
+        self._ready.set()
         while True:
             self._wake.clear()
             try:
@@ -410,6 +448,14 @@ class Sender:
 
     # -- flush and close ---------------------------------------------------------------
     async def flush(self, timeout: float | None) -> bool:
+        if not self._ready.is_set():
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except asyncio.TimeoutError:
+                return False
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - started))
         remaining = self.tracked - self.settled()
         if remaining <= 0:
             return True

@@ -43,6 +43,7 @@ from .models import (
     encode_batch,
     encode_event,
 )
+from .outbox import Outbox
 from .transport import Action, Transport, resolve_base_url
 from .validation import (
     MAX_ID_LENGTH,
@@ -89,6 +90,8 @@ class FuulClient:
     :param session: an aiohttp session to use (the client will not close it).
     :param on_error: ``on_error(events, error)``, called on the loop for tracked events
         that were not delivered; ``error`` is an :class:`~aiofuul.UndeliveredError`.
+    :param outbox: a SQLite file that keeps accepted events until delivered, so a crash
+        loses nothing committed (see :mod:`aiofuul.outbox`). One client per file.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class FuulClient:
         config: ClientConfig | None = None,
         session: aiohttp.ClientSession | None = None,
         on_error: OnError | None = None,
+        outbox: str | os.PathLike[str] | None = None,
     ):
         key = api_key if api_key is not None else os.environ.get("FUUL_API_KEY", "")
         if not key or not key.strip():
@@ -117,7 +121,11 @@ class FuulClient:
         self._single = Lane("single", "POST", "events", limits.single, shared)
         self._batch = Lane("batch", "POST", "events/batch", limits.batch, shared)
         self._status = Lane("status", "GET", "events/status", limits.status, shared)
-        self._sender = Sender(self.config, self._transport, self._single, self._batch, on_error)
+        # Taken last: it locks the file, and nothing after it may fail and leave it locked.
+        self._outbox = Outbox(outbox) if outbox is not None else None
+        self._sender = Sender(
+            self.config, self._transport, self._single, self._batch, on_error, self._outbox
+        )
         self._check_format = self.config.check_identifier_format
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -174,7 +182,11 @@ class FuulClient:
             if self._loop is not None:
                 await self._sender.close(self.config.close_timeout if timeout is None else timeout)
         finally:
-            await self._transport.close()
+            try:
+                if self._outbox is not None:
+                    await self._outbox.close()
+            finally:
+                await self._transport.close()
 
     def __del__(self) -> None:
         sender = getattr(self, "_sender", None)
@@ -315,7 +327,10 @@ class FuulClient:
         if self._loop is None:
             return True
         self._bind()
-        return await self._sender.flush(timeout)
+        done = await self._sender.flush(timeout)
+        if self._outbox is not None:
+            await self._outbox.commit()
+        return done
 
     def stats(self) -> Stats:
         """A snapshot of the counters (see :class:`~aiofuul.Stats`)."""

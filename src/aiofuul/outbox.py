@@ -1,0 +1,228 @@
+"""A durable outbox: events accepted by ``track()`` survive a crash of the process.
+
+``FuulClient(outbox="events.db")`` keeps every accepted event in an embedded SQLite
+database (WAL mode) until the server has it. Writes happen on a thread of their own,
+in groups: everything accepted within ``commit_interval`` seconds (50 ms by default),
+or ``commit_size`` events, is committed in one transaction, so ``track()`` only appends
+to a list and stays as cheap as without an outbox. ``await fuul.flush()`` waits for the
+commit too. What a crash can lose is the last, uncommitted group: at most 50 ms of
+events.
+
+- Delivered (and duplicate) events leave the outbox in the same group commits.
+- Events the server rejected (400) move to a dead-letter table with its message;
+  ``aiofuul outbox FILE list|retry|purge`` manages them.
+- Events not delivered when the client stopped (shutdown, retries exhausted, a key
+  refused) stay in the outbox: the next client on the same file sends them again, and
+  their dedup ids make the replay harmless.
+- One client per file: a lock file (``FILE.lock``) refuses a second client, in this
+  process or another, with a clear error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO
+
+import msgspec
+
+from .errors import ClientStateError, UndeliveredError
+from .models import Event
+
+__all__ = ["DeadLetter", "Outbox", "open_database"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    dedup_id TEXT NOT NULL UNIQUE,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    dedup_id TEXT PRIMARY KEY,
+    body BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    failed_at REAL NOT NULL
+);
+"""
+log = logging.getLogger("aiofuul")
+_encode = msgspec.json.Encoder().encode
+_decode_event = msgspec.json.Decoder(Event).decode
+
+
+def open_database(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open (creating if needed) an outbox database in WAL mode."""
+    conn = sqlite3.connect(os.fspath(path), isolation_level=None, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL is durable against a process crash in WAL mode (not against power loss).
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """An event the server rejected, with its reason."""
+
+    dedup_id: str
+    event: Event
+    reason: str
+    failed_at: float
+
+
+def _lock(path: Path) -> IO[str]:
+    import fcntl
+
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the client's lifetime
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise ClientStateError(
+            f"outbox {path.with_suffix('')} is in use by another client (pid {owner}); "
+            "give each client (and each worker process) a file of its own"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+class Outbox:
+    """The journal the sender reports to: which events were accepted, which settled."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        commit_interval: float = 0.05,
+        commit_size: int = 1000,
+    ):
+        self.path = Path(path)
+        self._lock_file = _lock(self.path.with_name(self.path.name + ".lock"))
+        self._interval = commit_interval
+        self._size = commit_size
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aiofuul-outbox")
+        self._conn: sqlite3.Connection | None = None
+        self._inserts: list[Event] = []
+        self._deletes: list[str] = []
+        self._dead: list[tuple[Event, str]] = []
+        self._generation = 0  # groups handed to the writer
+        self._committed = 0  # groups committed
+        # asyncio.Event binds to a loop on first use (3.10+), so these can exist now.
+        self._changed = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- called by the sender on the loop (cheap: list appends) ----------------------
+    def added(self, event: Event) -> None:
+        self._inserts.append(event)
+        self._kick(len(self._inserts) >= self._size)
+
+    def settled(
+        self, events: Sequence[Event], outcome: str, error: UndeliveredError | None
+    ) -> None:
+        if outcome in ("delivered", "duplicates", "dropped"):
+            self._deletes.extend(e.dedup_id for e in events)
+        elif outcome == "rejected":
+            reason = str(error.cause if error is not None and error.cause else error)
+            self._dead.extend((e, reason) for e in events)
+        else:  # failed: kept for the next client on this file to send again
+            return
+        self._kick(False)
+
+    def _kick(self, now: bool) -> None:
+        if now or not self._changed.is_set():
+            self._changed.set()
+
+    # -- life cycle ------------------------------------------------------------------
+    async def recover(self) -> list[Event]:
+        """Open the database and return what a previous run left, oldest first; start
+        the group-commit writer."""
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(self._thread, self._open_and_read)
+        self._writer = loop.create_task(self._write_loop(), name="aiofuul-outbox")
+        self._writer.add_done_callback(self._writer_done)
+        return [_decode_event(body) for body in rows]
+
+    def _open_and_read(self) -> list[bytes]:
+        self._conn = open_database(self.path)
+        return [row[0] for row in self._conn.execute("SELECT body FROM outbox ORDER BY seq")]
+
+    def _writer_done(self, task: asyncio.Task[None]) -> None:
+        self._progress.set()  # nobody may wait forever on a writer that is gone
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "the outbox writer failed; events are no longer durable", exc_info=task.exception()
+            )
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._changed.wait()
+            if not self._closed and len(self._inserts) < self._size:
+                # Group what arrives within the interval into one transaction.
+                await asyncio.sleep(self._interval)
+            self._changed.clear()
+            inserts, deletes, dead = self._inserts, self._deletes, self._dead
+            self._inserts, self._deletes, self._dead = [], [], []
+            self._generation += 1
+            generation = self._generation
+            if inserts or deletes or dead:
+                await loop.run_in_executor(self._thread, self._write, inserts, deletes, dead)
+            self._committed = generation
+            self._progress.set()
+            if self._closed and not (self._inserts or self._deletes or self._dead):
+                return
+
+    def _write(
+        self, inserts: list[Event], deletes: list[str], dead: list[tuple[Event, str]]
+    ) -> None:
+        conn = self._conn
+        assert conn is not None
+        now = time.time()
+        with conn:  # one transaction: BEGIN ... COMMIT
+            conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT OR IGNORE INTO outbox (dedup_id, body) VALUES (?, ?)",
+                [(e.dedup_id, _encode(e)) for e in inserts],
+            )
+            conn.executemany("DELETE FROM outbox WHERE dedup_id = ?", [(d,) for d in deletes])
+            conn.executemany(
+                "INSERT OR REPLACE INTO dead_letter VALUES (?, ?, ?, ?)",
+                [(e.dedup_id, _encode(e), reason, now) for e, reason in dead],
+            )
+            conn.executemany(
+                "DELETE FROM outbox WHERE dedup_id = ?", [(e.dedup_id,) for e, _ in dead]
+            )
+
+    async def commit(self) -> None:
+        """Wait until everything reported so far is committed."""
+        if self._writer is None:
+            return
+        target = self._generation + 1
+        self._kick(True)
+        while self._committed < target and self._writer is not None and not self._writer.done():
+            self._progress.clear()
+            await self._progress.wait()
+
+    async def close(self) -> None:
+        """Commit what is left, close the database and release the lock."""
+        self._closed = True
+        if self._writer is not None:
+            self._kick(True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        if self._conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._conn.close)
+        self._thread.shutdown(wait=True)
+        self._lock_file.close()

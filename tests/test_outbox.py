@@ -1,0 +1,122 @@
+"""The durable outbox: what was committed survives a crash and is delivered exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from aiofuul import ClientStateError, FuulClient, User
+from aiofuul.outbox import open_database
+from aiofuul.sandbox import Sandbox
+from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
+
+WORKER = Path(__file__).parent / "scripts" / "outbox_worker.py"
+
+
+def rows(db: Path, table: str = "outbox") -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+async def test_a_second_client_on_the_same_file_is_refused(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    db = tmp_path / "events.db"
+    async with FuulClient(API_KEY, base_url=sandbox.url, outbox=db):
+        with pytest.raises(ClientStateError, match="in use by another client"):
+            FuulClient(API_KEY, base_url=sandbox.url, outbox=db)
+    # Released on close: the next client may open it.
+    async with FuulClient(API_KEY, base_url=sandbox.url, outbox=db):
+        pass
+
+
+async def test_delivered_events_leave_and_undelivered_ones_come_back(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    db = tmp_path / "events.db"
+    sandbox.faults.error_rate = 1.0
+    async with FuulClient(API_KEY, base_url=sandbox.url, config=fast_config(), outbox=db) as fuul:
+        ids = [fuul.track("trade", EVM, args={"i": i}) for i in range(250)]
+        await asyncio.sleep(0.1)
+        await fuul.aclose(timeout=0.1)
+    assert rows(db) == 250  # nothing delivered, everything kept
+    sandbox.faults.error_rate = 0.0
+    async with FuulClient(API_KEY, base_url=sandbox.url, config=fast_config(), outbox=db) as fuul:
+        assert await fuul.flush(timeout=10)
+        assert fuul.stats().delivered == 250
+    assert rows(db) == 0
+    assert all(sandbox.stored_count(i) == 1 for i in ids)
+
+
+async def test_flush_waits_for_the_commit(tmp_path: Path, sandbox: Sandbox) -> None:
+    db = tmp_path / "events.db"
+    async with FuulClient(API_KEY, base_url=sandbox.url, config=fast_config(), outbox=db) as fuul:
+        fuul.track("trade", EVM)
+        assert await fuul.flush(timeout=5)
+        assert rows(db) == 0  # delivered, and its deletion committed
+
+
+async def test_rejected_events_go_to_the_dead_letter_table(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    db = tmp_path / "events.db"
+    config = fast_config(check_identifier_format=False)
+    async with FuulClient(API_KEY, base_url=sandbox.url, config=config, outbox=db) as fuul:
+        bad = fuul.track("trade", User("0xbad", "evm_address"))
+        good = fuul.track("trade", EVM)
+        assert await fuul.flush(timeout=5)
+    assert rows(db) == 0
+    conn = open_database(db)
+    dead = conn.execute("SELECT dedup_id, reason FROM dead_letter").fetchall()
+    conn.close()
+    assert [d[0] for d in dead] == [bad]
+    assert "user.identifier" in dead[0][1]
+    assert sandbox.stored_count(good) == 1
+
+
+async def test_sigkill_mid_stream_loses_nothing_committed(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    # A slow server keeps a backlog in the outbox when the producer dies.
+    async with Sandbox(limits=FAST_LIMITS) as sb:
+        sb.faults.latency = 0.02
+        producer = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(WORKER),
+            "produce",
+            sb.url,
+            str(db),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert producer.stdout is not None
+        committed: list[str] = []
+        while len(committed) < 2500:
+            line = await asyncio.wait_for(producer.stdout.readline(), 20)
+            assert line, "the producer died on its own"
+            committed.extend(line.decode().split())
+        os.kill(producer.pid, signal.SIGKILL)
+        await producer.wait()
+        left = rows(db)
+        assert left > 0, "nothing was pending: the test did not test a crash"
+        stored_before = len(sb.stored_ids())
+
+        deliverer = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(WORKER),
+            "deliver",
+            sb.url,
+            str(db),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(deliverer.communicate(), 60)
+        assert deliverer.returncode == 0, out
+        assert b"flushed=True" in out
+        missing = [i for i in committed if sb.stored_count(i) != 1]
+        assert missing == []
+        assert len(sb.stored_ids()) >= stored_before
+        assert rows(db) == 0
