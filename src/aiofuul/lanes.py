@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from .config import RetryPolicy
 from .errors import APIError, FuulError
 from .limits import RateLimit, SlidingWindowLimiter
+from .redis_limiter import RedisLimiter
 from .transport import Action, Response, Transport
 
 __all__ = ["Lane"]
@@ -32,12 +33,21 @@ class Lane:
         path: str,
         limit: RateLimit,
         shared: SlidingWindowLimiter | None = None,
+        remote: RedisLimiter | None = None,
     ):
         self.name = name
         self.method = method
         self.path = path
         self.limiter = SlidingWindowLimiter(limit)
         self._limiters = [self.limiter] if shared is None else [self.limiter, shared]
+        # The same windows again in Redis, when the key's limits are shared by processes.
+        self.remote = remote
+        self._windows = [(name, limit)]
+        if shared is not None:
+            self._windows.append(("shared", shared.limit))
+        if remote is not None:
+            for limiter in self._limiters:
+                remote.watch(limiter)
         self.requests = 0
         self.rate_limited = 0
         self.failures_in_a_row = 0
@@ -70,6 +80,14 @@ class Lane:
     def pause(self, seconds: float) -> None:
         """Send nothing on this lane for ``seconds``."""
         self.limiter.pause(seconds)
+
+    async def remote_acquire(self) -> str | None:
+        """With a shared limiter, wait for this request's slot in it (a token), else None."""
+        return None if self.remote is None else await self.remote.acquire(self._windows)
+
+    async def remote_release(self, token: str | None) -> None:
+        if self.remote is not None:
+            await self.remote.release(self._windows, token)
 
     # -- feedback ----------------------------------------------------------------
     def note(self, response: Response, retry: RetryPolicy) -> Action:
@@ -113,35 +131,46 @@ class Lane:
         """Send until a final answer: returns an OK or DUPLICATE response, raises the
         :class:`~aiofuul.errors.APIError` of any other, or the last error when the
         policy's attempts or elapsed time run out."""
-        started = time.monotonic()
+        deadline = time.monotonic() + retry.max_elapsed
         attempt = 0
+        error: FuulError | None = None
         while True:
-            await self._acquire()
+            await self._acquire(deadline, error)
+            token = await self.remote_acquire()
             attempt += 1
             self.requests += 1
-            error: FuulError
             try:
                 response = await transport.request(self.method, self.path, body=body, params=params)
             except FuulError as exc:
                 self.release()
+                await self.remote_release(token)
                 self.on_failure(retry)
                 error = exc
+            except BaseException:  # cancelled: the slot must not stay taken for good
+                self.release()
+                await self.remote_release(token)
+                raise
             else:
                 self.release()
+                await self.remote_release(token)
                 action = self.note(response, retry)
                 if action in (Action.OK, Action.DUPLICATE):
                     return response
                 error = response.error()
                 if action in (Action.REJECT, Action.STOP):
                     raise error
-            if attempt >= retry.max_attempts or time.monotonic() - started >= retry.max_elapsed:
+            if attempt >= retry.max_attempts or time.monotonic() >= deadline:
                 raise error
 
-    async def _acquire(self) -> None:
+    async def _acquire(self, deadline: float, error: FuulError | None) -> None:
+        """Wait for a slot; after a failure, give up with it rather than wait past the
+        deadline (a long Retry-After, say)."""
         while True:
             now = time.monotonic()
             if self.try_acquire(now):
                 return
             delay = self.next_free(now) - now
+            if error is not None and now + delay > deadline:
+                raise error
             # All slots in flight (inf): poll, a response will free one shortly.
             await asyncio.sleep(0.005 if math.isinf(delay) else delay)

@@ -66,14 +66,16 @@ _TOKEN_TYPES = frozenset({"evm_contract", "solana_mint"})
 _INTEGER = re.compile(r"-?[0-9]+")
 
 
-def _check_text(field: str, value: object, max_len: int = MAX_ID_LENGTH) -> str:
+def _check_text(field: str, value: object, max_len: int = MAX_ID_LENGTH, min_len: int = 1) -> str:
     if type(value) is not str:
         if isinstance(value, str):
             value = str(value)
         else:
             raise ValidationError(field, "must be a string", value)
-    if not 0 < len(value) <= max_len:
-        raise ValidationError(field, f"must be 1 to {max_len} characters, not {len(value)}", value)
+    if not min_len <= len(value) <= max_len:
+        raise ValidationError(
+            field, f"must be {min_len} to {max_len} characters, not {len(value)}", value
+        )
     if not value.isascii():
         try:
             value.encode()
@@ -147,6 +149,8 @@ def _check_currency(field: str, value: object, check_format: bool) -> Currency:
         value = Currency(**value)
     if type(value) is not Currency:
         raise ValidationError(field, "must be an aiofuul.Currency or a dict of its fields", value)
+    if value.chain_identifier is not None:
+        _check_text(f"{field}.chain_identifier", value.chain_identifier)
     if value.name is not None:
         if value.identifier is not None or value.identifier_type is not None:
             raise ValidationError(
@@ -165,8 +169,6 @@ def _check_currency(field: str, value: object, check_format: bool) -> Currency:
             "must be one of " + ", ".join(sorted(_TOKEN_TYPES)),
             value.identifier_type,
         )
-    if value.chain_identifier is not None:
-        _check_text(f"{field}.chain_identifier", value.chain_identifier)
     return value
 
 
@@ -203,10 +205,12 @@ def check_args(args: object, check_format: bool = True) -> dict[str, Any] | None
     for key, value in args.items():
         if type(key) is not str or not key:
             raise ValidationError("args", "keys must be non-empty strings", key)
+        if not key.isascii():
+            _check_text("args", key, max_len=_MAX_ARG_TEXT)
         kind = type(value)
         if kind is str:
-            if not value.isascii() or len(value) > _MAX_ARG_TEXT or not value:
-                _check_text(f"args.{key}", value, max_len=_MAX_ARG_TEXT)
+            if not value.isascii() or len(value) > _MAX_ARG_TEXT:
+                _check_text(f"args.{key}", value, max_len=_MAX_ARG_TEXT, min_len=0)
         elif kind is int:
             if not _INT_MIN <= value <= _INT_MAX:
                 raise ValidationError(f"args.{key}", "must fit in 64 bits", value)
