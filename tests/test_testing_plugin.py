@@ -1,4 +1,5 @@
-"""The fixtures aiofuul.testing offers users work as documented."""
+"""The fixtures aiofuul.testing offers users work as documented (loaded with
+``-p aiofuul.testing`` in pyproject.toml, as a user may do with ``pytest_plugins``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from aiofuul import FuulClient
 from aiofuul.sandbox import Sandbox
 from conftest import EVM
 
-pytest_plugins = ["aiofuul.testing"]
 
 
 async def test_fuul_client_delivers_to_fuul_sandbox(

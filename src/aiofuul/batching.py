@@ -66,6 +66,9 @@ class Stats(msgspec.Struct, frozen=True):
     retries: int
     batches: int
     mean_batch_size: float
+    shared_limiter_down: bool = False
+    """True while the shared (Redis) limiter is unreachable and the local one, lowered,
+    stands in."""
 
 
 class Journal(Protocol):
@@ -92,11 +95,12 @@ class _Pending(msgspec.Struct, gc=False):
 class _Flight:
     """One request under way: its lane, its events, and whether its slot went back."""
 
-    __slots__ = ("items", "lane", "released")
+    __slots__ = ("claim", "items", "lane", "released")
 
-    def __init__(self, lane: Lane, items: list[_Pending]):
+    def __init__(self, lane: Lane, items: list[_Pending], claim: int = 0):
         self.lane = lane
         self.items = items
+        self.claim = claim  # events to take from the queue once the shared slot is ours
         self.released = False
 
     def release(self) -> None:
@@ -142,6 +146,9 @@ class Sender:
         self._room = asyncio.Event()
         self._room_waiters = 0
         self._waiters: list[_FlushWaiter] = []
+        self._claimed = {single.name: 0, batch.name: 0}
+        self._waiting = {single.name: 0, batch.name: 0}
+        self._max_waiting = max(1, config.max_in_flight // 2)
         self._ready = asyncio.Event()  # set once the outbox's leftovers are queued
         self._urgent = 0
         self._stopping = False
@@ -316,42 +323,80 @@ class Sender:
                 self._settle(items, "failed", UndeliveredError("stopped", len(items), cause))
             return float("inf")
         queue, max_batch = self._queue, self._config.max_batch
-        while (queue or self._solo) and len(self._tasks) < self._config.max_in_flight:
+        # With a shared limiter, requests wait for their shared slot before taking their
+        # events (see _launch): these are the events promised to such requests. Singles
+        # may take events a waiting batch was promised (it then leaves smaller), never
+        # the reverse: near the end of a backlog that is what sends everything soonest.
+        claimed = self._claimed
+        while True:
+            for_single = len(queue) - claimed[single.name]
+            for_batch = for_single - claimed[batch.name]
+            if not (for_single > 0 or self._solo):
+                break
+            if len(self._tasks) >= self._config.max_in_flight:
+                break
             if self._solo:
                 lane = single if single_ok else batch
                 if not lane.try_acquire(now):
                     break
                 self._start(lane, [self._solo.popleft()])
                 continue
-            n = len(queue)
-            urgent = self._urgent > 0 or now - queue[0].enqueued >= self._linger
-            wants_batch = n >= max_batch or (
-                urgent and (not single_ok or n > single.free_slots(now))
+            # Linger counts for the oldest event nobody was promised yet.
+            oldest = queue[min(len(queue) - 1, len(queue) - for_single + claimed[batch.name])]
+            urgent = self._urgent > 0 or now - oldest.enqueued >= self._linger
+            wants_batch = for_batch >= max_batch or (
+                for_batch > 0 and urgent and (not single_ok or for_batch > single.free_slots(now))
             )
-            if batch_ok and wants_batch and batch.try_acquire(now):
-                self._start(batch, [queue.popleft() for _ in range(min(n, max_batch))])
-            elif single_ok and single.try_acquire(now):
-                self._start(single, [queue.popleft()])
+            if batch_ok and wants_batch and self._may_wait(batch) and batch.try_acquire(now):
+                self._launch(batch, min(for_batch, max_batch))
+            elif (
+                single_ok
+                and (for_batch > 0 or urgent)
+                and self._may_wait(single)
+                and single.try_acquire(now)
+            ):
+                self._launch(single, 1)
             else:
                 break
         if self._room_waiters and self.backlog < self._config.max_queue:
             self._room.set()
-        if not (queue or self._solo) or len(self._tasks) >= self._config.max_in_flight:
+        if not (for_single > 0 or self._solo) or len(self._tasks) >= self._config.max_in_flight:
             return float("inf")
         wake_at = float("inf")
-        if single_ok:
+        if single_ok and self._may_wait(single):
             wake_at = single.next_free(now)
-        if batch_ok and queue:
+        if batch_ok and for_batch > 0 and self._may_wait(batch):
             at = batch.next_free(now)
-            if len(queue) < max_batch and not self._urgent:
-                at = max(at, queue[0].enqueued + self._linger)
+            if for_batch < max_batch and not self._urgent:
+                at = max(at, queue[len(queue) - for_batch].enqueued + self._linger)
             wake_at = min(wake_at, at)
         return max(0.0, wake_at - now)
 
-    def _start(self, lane: Lane, items: list[_Pending]) -> None:
-        lane.requests += 1
+    def _may_wait(self, lane: Lane) -> bool:
+        # Requests waiting for a shared slot may fill half the in-flight budget per lane,
+        # so each lane always has room to send.
+        return lane.remote is None or self._waiting[lane.name] < self._max_waiting
+
+    def _launch(self, lane: Lane, count: int) -> None:
+        """Start a request for the next ``count`` queued events.
+
+        With a shared limiter the events stay queued until the request has its shared
+        slot: many processes wait for the same slots, and events held by a waiting
+        request could have left by this process's other lane meanwhile. A waiting batch
+        is promised a full batch, and takes what is there (up to that) when its slot
+        comes: events that arrive while it waits fill it."""
+        if lane.remote is None:
+            self._start(lane, [self._queue.popleft() for _ in range(count)])
+            return
+        if lane is self._batch:
+            count = self._config.max_batch
+        self._claimed[lane.name] += count
+        self._waiting[lane.name] += 1
+        self._start(lane, [], claim=count)
+
+    def _start(self, lane: Lane, items: list[_Pending], claim: int = 0) -> None:
         self.in_flight += len(items)
-        flight = _Flight(lane, items)
+        flight = _Flight(lane, items, claim)
         task = asyncio.get_running_loop().create_task(self._deliver(flight))
         self._tasks[task] = flight
         task.add_done_callback(self._task_done)
@@ -361,6 +406,9 @@ class Sender:
         # step (the loop shutting down) never runs a line of its coroutine.
         flight = self._tasks.pop(task)
         self.in_flight -= len(flight.items)
+        if flight.claim:  # cancelled while waiting for its shared slot
+            self._claimed[flight.lane.name] -= flight.claim
+            self._waiting[flight.lane.name] -= 1
         if not flight.released:
             flight.lane.release()
         if task.cancelled():
@@ -368,25 +416,59 @@ class Sender:
         self._wake.set()
 
     async def _deliver(self, flight: _Flight) -> None:
-        lane, items = flight.lane, flight.items
+        lane = flight.lane
+        token = await lane.remote_acquire()
+        if flight.claim:
+            name = lane.name
+            self._claimed[name] -= flight.claim
+            self._waiting[name] -= 1
+            others = 0 if lane is self._single else self._claimed[self._single.name]
+            take = max(0, min(flight.claim, len(self._queue) - others))
+            flight.claim = 0
+            flight.items = [self._queue.popleft() for _ in range(take)]
+            self.in_flight += take
+            self._wake.set()  # another request may start waiting for the next slot
+            if not take:  # the single lane, or a shutdown, took them meanwhile
+                flight.release()
+                await lane.remote_release(token)
+                return
+        items = flight.items
         n = len(items)
         is_batch = lane is self._batch
+        lane.requests += 1
         now = time.monotonic()
         for p in items:
             if p.attempts == 0:
                 p.first_try = now
         try:
-            body = (
-                encode_batch([p.event for p in items]) if is_batch else encode_event(items[0].event)
-            )
+            try:
+                body = (
+                    encode_batch([p.event for p in items])
+                    if is_batch
+                    else encode_event(items[0].event)
+                )
+            except (TypeError, ValueError, UnicodeError) as exc:
+                # Validation should make this impossible; if it happens, find the culprit
+                # alone instead of failing its companions.
+                flight.release()
+                await lane.remote_release(token)
+                log.error("could not encode %d event(s): %r", n, exc)
+                if n > 1:
+                    self._solo.extend(items)
+                else:
+                    cause = FuulError(f"cannot encode the event: {exc!r}")
+                    self._settle(items, "rejected", UndeliveredError("rejected", 1, cause))
+                return
             try:
                 response = await self._transport.request(lane.method, lane.path, body=body)
             except FuulError as exc:
                 flight.release()
+                await lane.remote_release(token)
                 lane.on_failure(self._retry)
                 self._retry_later(items, exc)
                 return
             flight.release()
+            await lane.remote_release(token)
             action = lane.note(response, self._retry)
             if action is Action.OK:
                 ingested = _decode_ingested(response.body) if is_batch else n

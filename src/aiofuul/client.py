@@ -44,6 +44,7 @@ from .models import (
     encode_event,
 )
 from .outbox import Outbox
+from .redis_limiter import RedisLimiter
 from .transport import Action, Transport, resolve_base_url
 from .validation import (
     MAX_ID_LENGTH,
@@ -90,6 +91,8 @@ class FuulClient:
     :param session: an aiohttp session to use (the client will not close it).
     :param on_error: ``on_error(events, error)``, called on the loop for tracked events
         that were not delivered; ``error`` is an :class:`~aiofuul.UndeliveredError`.
+    :param limiter: ``"redis://host:port/db"`` to share the key's limits with every
+        process using it (see :mod:`aiofuul.redis_limiter`); None: this process alone.
     :param outbox: a SQLite file that keeps accepted events until delivered, so a crash
         loses nothing committed (see :mod:`aiofuul.outbox`). One client per file.
     """
@@ -103,6 +106,7 @@ class FuulClient:
         session: aiohttp.ClientSession | None = None,
         on_error: OnError | None = None,
         outbox: str | os.PathLike[str] | None = None,
+        limiter: str | None = None,
     ):
         key = api_key if api_key is not None else os.environ.get("FUUL_API_KEY", "")
         if not key or not key.strip():
@@ -118,9 +122,12 @@ class FuulClient:
         )
         limits = self.config.limits
         shared = SlidingWindowLimiter(limits.shared) if limits.shared else None
-        self._single = Lane("single", "POST", "events", limits.single, shared)
-        self._batch = Lane("batch", "POST", "events/batch", limits.batch, shared)
-        self._status = Lane("status", "GET", "events/status", limits.status, shared)
+        self._remote = (
+            RedisLimiter(limiter, key, hold=self.config.timeout) if limiter is not None else None
+        )
+        self._single = Lane("single", "POST", "events", limits.single, shared, self._remote)
+        self._batch = Lane("batch", "POST", "events/batch", limits.batch, shared, self._remote)
+        self._status = Lane("status", "GET", "events/status", limits.status, shared, self._remote)
         # Taken last: it locks the file, and nothing after it may fail and leave it locked.
         self._outbox = Outbox(outbox) if outbox is not None else None
         self._sender = Sender(
@@ -185,6 +192,8 @@ class FuulClient:
             try:
                 if self._outbox is not None:
                     await self._outbox.close()
+                if self._remote is not None:
+                    await self._remote.close()
             finally:
                 await self._transport.close()
 
@@ -334,7 +343,10 @@ class FuulClient:
 
     def stats(self) -> Stats:
         """A snapshot of the counters (see :class:`~aiofuul.Stats`)."""
-        return self._sender.stats()
+        stats = self._sender.stats()
+        if self._remote is not None and self._remote.down:
+            stats = msgspec.structs.replace(stats, shared_limiter_down=True)
+        return stats
 
     # -- direct calls ------------------------------------------------------------------------
     async def send_event(

@@ -99,6 +99,8 @@ class SlidingWindowLimiter:
         self._done: deque[float] = deque()  # release times, in release order
         self._in_flight = 0
         self._capacity = limit.requests
+        self._ceiling = limit.requests  # lowered while a shared limiter is unreachable
+        self._saved_capacity = limit.requests
         self._paused_until = 0.0
         self._hint: int | None = None  # what was in use when the server said 429
         self._last_change = 0.0
@@ -186,8 +188,19 @@ class SlidingWindowLimiter:
         self._capacity = max(1, min(self._capacity, math.floor(in_use * _BACKOFF_FACTOR)))
         self._last_change = now
 
+    def set_ceiling(self, fraction: float) -> None:
+        """Admit at most ``fraction`` of the limit (at least one) until called with 1.0:
+        the safe share of one worker while the limit it shares cannot be coordinated."""
+        if fraction >= 1.0:
+            self._ceiling = self.limit.requests
+            self._capacity = max(self._capacity, self._saved_capacity)
+            return
+        self._saved_capacity = max(self._saved_capacity, self._capacity)
+        self._ceiling = max(1, math.floor(self.limit.requests * fraction))
+        self._capacity = min(self._capacity, self._ceiling)
+
     def _recover(self, now: float) -> None:
-        if self._capacity >= self.limit.requests or now - self._last_change < self.limit.period:
+        if self._capacity >= self._ceiling or now - self._last_change < self.limit.period:
             return
         settle = (
             self.limit.requests if self._hint is None else math.floor(self._hint * _SETTLE_FRACTION)
@@ -199,5 +212,5 @@ class SlidingWindowLimiter:
             self._capacity += 1
         else:
             return
-        self._capacity = min(self._capacity, self.limit.requests)
+        self._capacity = min(self._capacity, self._ceiling)
         self._last_change = now

@@ -1,0 +1,162 @@
+"""One rate limit shared by many processes: a sliding-window limiter in Redis.
+
+Workers (gunicorn/uvicorn workers, pods) that use one API key share its limits.
+``FuulClient(limiter="redis://127.0.0.1:6379/0")`` makes every request first take a
+slot in Redis, with one atomic Lua script per acquire, keyed by a hash of the API key
+(never the key) and the endpoint. The script keeps, per endpoint, a sorted set of the
+requests of the last period, timed by Redis's own clock so the workers' clocks do not
+matter. Like the local limiter, a request counts from when its response arrived: it is
+held at "now + timeout" while in flight and moved to the release time after.
+
+When Redis is unreachable the client keeps going on its local limiter at
+``fallback_fraction`` of each limit (a quarter by default: safe for four workers),
+says so once in the log and in ``stats().shared_limiter_down``, and tries Redis again
+every ``retry_interval`` seconds.
+
+Needs ``redis`` (``pip install 'aiofuul[redis]'``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
+from typing import Any
+
+from .limits import RateLimit, SlidingWindowLimiter
+
+__all__ = ["RedisLimiter"]
+
+log = logging.getLogger("aiofuul")
+
+# KEYS: one sorted set per window the request counts against.
+# ARGV: member, hold_ms, then limit and period_ms for each key.
+# Returns 0 when the slot is taken, else the milliseconds until one may free.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local member, hold = ARGV[1], tonumber(ARGV[2])
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local limit, period = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
+  if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    wait = math.max(wait, tonumber(oldest[2]) + period - now, 1)
+  end
+end
+if wait > 0 then return wait end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + hold, member)
+  redis.call('PEXPIRE', key, tonumber(ARGV[2 + 2 * i]) + hold + 1000)
+end
+return 0
+"""
+# KEYS as above, ARGV: member. The request is answered: it counts from now.
+_RELEASE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, key in ipairs(KEYS) do redis.call('ZADD', key, 'XX', now, ARGV[1]) end
+return 0
+"""
+# Never sleep longer than this between tries: a slot held in flight frees early.
+_MAX_POLL = 0.25
+
+
+class RedisLimiter:
+    """Slots in Redis for each endpoint of one API key, shared by every process."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        hold: float,
+        fallback_fraction: float = 0.25,
+        retry_interval: float = 5.0,
+    ):
+        try:
+            import redis.asyncio as aioredis
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "FuulClient(limiter='redis://...') needs redis: pip install 'aiofuul[redis]'"
+            ) from None
+        self._redis: Any = aioredis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._prefix = "aiofuul:" + hashlib.sha256(api_key.encode()).hexdigest()[:16] + ":"
+        self._hold_ms = int(hold * 1000) + 1000
+        self._fraction = fallback_fraction
+        self._retry_interval = retry_interval
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._release = self._redis.register_script(_RELEASE)
+        self._down_until = 0.0
+        self.down = False
+        self._local: list[SlidingWindowLimiter] = []
+
+    def __repr__(self) -> str:
+        return f"<RedisLimiter down={self.down}>"
+
+    def watch(self, limiter: SlidingWindowLimiter) -> None:
+        """A local limiter to bring down to the fallback fraction while Redis is away."""
+        self._local.append(limiter)
+
+    def _keys(self, windows: list[tuple[str, RateLimit]]) -> tuple[list[str], list[Any]]:
+        keys = [self._prefix + name for name, _ in windows]
+        args: list[Any] = []
+        for _, limit in windows:
+            args += [limit.requests, int(limit.period * 1000)]
+        return keys, args
+
+    async def acquire(self, windows: list[tuple[str, RateLimit]]) -> str | None:
+        """Wait for a slot in every window; returns its token, or None while Redis is
+        down (the local limiters, lowered, are then the only guard)."""
+        keys, args = self._keys(windows)
+        member = secrets.token_hex(8)
+        while True:
+            if self.down and time.monotonic() < self._down_until:
+                return None
+            try:
+                wait_ms = int(await self._acquire(keys=keys, args=[member, self._hold_ms, *args]))
+            except Exception as exc:  # redis.ConnectionError, TimeoutError, ...
+                self._went_down(exc)
+                return None
+            self._came_back()
+            if wait_ms == 0:
+                return member
+            await asyncio.sleep(min(wait_ms / 1000, _MAX_POLL))
+
+    async def release(self, windows: list[tuple[str, RateLimit]], token: str | None) -> None:
+        """The request was answered: its slot counts from now."""
+        if token is None:
+            return
+        keys, _ = self._keys(windows)
+        try:
+            await self._release(keys=keys, args=[token])
+        except Exception as exc:
+            # The slot stays held until its hold runs out: slower, never unsafe.
+            self._went_down(exc)
+
+    def _went_down(self, exc: Exception) -> None:
+        self._down_until = time.monotonic() + self._retry_interval
+        if not self.down:
+            self.down = True
+            log.warning(
+                "shared limiter unreachable (%s: %s); continuing on the local limiter at "
+                "%.0f%% of each limit until it is back",
+                type(exc).__name__,
+                exc,
+                self._fraction * 100,
+            )
+            for limiter in self._local:
+                limiter.set_ceiling(self._fraction)
+
+    def _came_back(self) -> None:
+        if self.down:
+            self.down = False
+            log.warning("shared limiter reachable again")
+            for limiter in self._local:
+                limiter.set_ceiling(1.0)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
