@@ -324,9 +324,10 @@ class Sender:
             return float("inf")
         queue, max_batch = self._queue, self._config.max_batch
         # With a shared limiter, requests wait for their shared slot before taking their
-        # events (see _launch): these are the events promised to such requests. Singles
-        # may take events a waiting batch was promised (it then leaves smaller), never
-        # the reverse: near the end of a backlog that is what sends everything soonest.
+        # events (see _launch): ``claimed`` counts the events promised to them. When
+        # nothing unpromised is left and time is up (urgent), singles may take events a
+        # waiting batch was promised (it then leaves smaller), never the reverse: at the
+        # end of a backlog that is what sends everything soonest.
         claimed = self._claimed
         while True:
             for_single = len(queue) - claimed[single.name]
