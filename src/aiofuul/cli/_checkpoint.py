@@ -1,0 +1,90 @@
+"""The checkpoint of ``aiofuul import --checkpoint FILE``: how far the server has
+acknowledged, so that a rerun continues there.
+
+It records the number of leading records (``next_record``) whose events the server
+acknowledged (stored, skipped as known, or refused for good), never what was merely
+sent, plus a fingerprint of the input so that a checkpoint is never applied to
+another file. It is rewritten atomically (temporary file, fsync, ``os.replace``) after
+each acknowledged batch, so a crash at any moment leaves the old or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import msgspec
+
+from ._common import CLIError
+
+__all__ = ["Checkpoint", "Fingerprint"]
+
+_VERSION = 1
+
+
+class Fingerprint(msgspec.Struct, frozen=True):
+    """Which input a checkpoint belongs to: its format, size and sha256."""
+
+    format: str
+    size: int
+    sha256: str
+
+
+class Checkpoint(msgspec.Struct, kw_only=True):
+    """Progress of one import (totals over every run that used this checkpoint)."""
+
+    version: int = _VERSION
+    input: Fingerprint
+    next_record: int = 0
+    """Records 0 .. next_record-1 are done; a rerun starts at this one."""
+    next_line: int = 1
+    """The line ``next_record`` starts on, for messages."""
+    ingested: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    complete: bool = False
+
+    @classmethod
+    def read(cls, path: Path) -> Checkpoint | None:
+        """The checkpoint at ``path`` (None if there is none), or :class:`CLIError`
+        when it is unreadable."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CLIError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+        try:
+            checkpoint = msgspec.json.decode(data, type=cls)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise CLIError(
+                f"checkpoint {path} is unreadable ({exc}); delete it to start over"
+            ) from None
+        if checkpoint.version != _VERSION:
+            raise CLIError(f"checkpoint {path} has unknown version {checkpoint.version}")
+        return checkpoint
+
+    def check(self, path: Path, fingerprint: Fingerprint) -> None:
+        """:class:`CLIError` unless this checkpoint belongs to the input ``fingerprint``."""
+        if self.input != fingerprint:
+            raise CLIError(
+                f"checkpoint {path} was written for another input (or the file changed "
+                "since); use another --checkpoint, or delete it to start over"
+            )
+
+    def save(self, path: Path) -> None:
+        """Write atomically: the file is always a complete checkpoint."""
+        data = msgspec.json.format(msgspec.json.encode(self)) + b"\n"
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise

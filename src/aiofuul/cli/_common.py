@@ -1,0 +1,216 @@
+"""What every command shares: exit codes, the client options, and error messages."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from ..client import FuulClient
+from ..config import ClientConfig, RetryPolicy
+from ..errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ClientStateError,
+    FuulError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
+from ..limits import DEFAULT_LIMITS, Limits, RateLimit
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CLIError",
+    "add_client_arguments",
+    "add_time_scale_argument",
+    "client_config",
+    "describe_error",
+    "limits_from_args",
+    "open_client",
+]
+
+#: Everything asked for was done (a duplicate counts: the event exists).
+EXIT_OK = 0
+#: Some events were not delivered, or the server refused the request.
+EXIT_FAILED = 1
+#: Bad command line or bad input: nothing was sent.
+EXIT_USAGE = 2
+#: Stopped by SIGINT (128 + 2, the shell convention); progress was saved.
+EXIT_INTERRUPTED = 130
+
+
+class CLIError(Exception):
+    """An error shown as one line (``aiofuul: error: <message>``), exiting with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+# -- client options -----------------------------------------------------------------
+def _rate_limit(text: str) -> RateLimit:
+    """``"10/60"`` (requests/seconds) or ``"10"`` (per 60 seconds)."""
+    count, _, period = text.partition("/")
+    try:
+        return RateLimit(int(count), float(period) if period else 60.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected REQUESTS/SECONDS like 10/60, not {text!r}"
+        ) from None
+
+
+def _time_scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not (value > 0.0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, not {text!r}")
+    return value
+
+
+def _attempts(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return value
+
+
+def add_time_scale_argument(parser: argparse._ActionsContainer, default: float = 1.0) -> None:
+    """``--time-scale X``: multiply every period of the limits by X."""
+    parser.add_argument(
+        "--time-scale",
+        type=_time_scale,
+        default=default,
+        metavar="X",
+        help="multiply every period of the rate limits by X, to match a sandbox started "
+        f"with the same --time-scale (default {default:g})",
+    )
+
+
+def add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that talks to the API: where, and at what rate."""
+    group = parser.add_argument_group("connection (the API key is read from $FUUL_API_KEY)")
+    group.add_argument(
+        "--base-url",
+        default=None,
+        metavar="URL",
+        help="API base URL (default $FUUL_BASE_URL, else https://api.fuul.xyz/api/v1/); "
+        "plain http is allowed on loopback only",
+    )
+    group.add_argument(
+        "--timeout", type=_time_scale, default=10.0, metavar="SECONDS", help="per request"
+    )
+    group.add_argument(
+        "--max-attempts",
+        type=_attempts,
+        default=RetryPolicy.max_attempts,
+        metavar="N",
+        help="tries per request on network errors, 5xx and 429 "
+        f"(default {RetryPolicy.max_attempts}, about half a minute of backoff in all)",
+    )
+    for name, default in (
+        ("single", DEFAULT_LIMITS.single),
+        ("batch", DEFAULT_LIMITS.batch),
+        ("status", DEFAULT_LIMITS.status),
+    ):
+        group.add_argument(
+            f"--{name}-limit",
+            type=_rate_limit,
+            default=default,
+            metavar="N/SECONDS",
+            help=f"rate limit of the {name} endpoint "
+            f"(default {default.requests}/{default.period:g})",
+        )
+    add_time_scale_argument(group)
+    group.add_argument(
+        "--no-format-check",
+        dest="check_format",
+        action="store_false",
+        help="do not check identifier formats (their type is still checked)",
+    )
+
+
+def limits_from_args(ns: argparse.Namespace) -> Limits:
+    """The limits chosen by :func:`add_client_arguments` options, time scale applied."""
+    limits = Limits(ns.single_limit, ns.batch_limit, ns.status_limit)
+    return limits.scaled(ns.time_scale) if ns.time_scale != 1.0 else limits
+
+
+def client_config(ns: argparse.Namespace) -> ClientConfig:
+    """The :class:`ClientConfig` chosen by :func:`add_client_arguments` options."""
+    return ClientConfig(
+        limits=limits_from_args(ns),
+        retry=RetryPolicy(max_attempts=ns.max_attempts),
+        timeout=ns.timeout,
+        check_identifier_format=ns.check_format,
+    )
+
+
+def open_client(ns: argparse.Namespace) -> FuulClient:
+    """A client from the options and the environment, or :class:`CLIError` (exit 2)."""
+    try:
+        return FuulClient(base_url=ns.base_url, config=client_config(ns))
+    except ClientStateError:
+        raise CLIError("no API key: set FUUL_API_KEY") from None
+    except ValueError as exc:
+        if "plain-http" in str(exc):
+            raise CLIError(
+                "refusing a plain-http --base-url/FUUL_BASE_URL that is not loopback: the "
+                "API key would travel in clear; use https"
+            ) from None
+        raise CLIError(str(exc)) from None
+
+
+# -- errors ---------------------------------------------------------------------------
+def _server_said(exc: APIError) -> str:
+    message = exc.message
+    text = "; ".join(message) if isinstance(message, list) else (message or "")
+    return f" (server said: {text})" if text else ""
+
+
+def describe_error(exc: BaseException, base_url: str | None = None) -> tuple[str, int]:
+    """One line saying what went wrong and what to check, and the exit code.
+
+    Never includes the API key: the client keeps it out of every message it makes,
+    and nothing here adds it."""
+    where = f" at {base_url}" if base_url else ""
+    if isinstance(exc, CLIError):
+        return str(exc), exc.code
+    if isinstance(exc, ValidationError):
+        return f"invalid event: {exc}", EXIT_USAGE
+    if isinstance(exc, AuthenticationError):
+        return "401 Unauthorized: the API key was refused (check FUUL_API_KEY)", EXIT_FAILED
+    if isinstance(exc, PermissionDeniedError):
+        return (
+            "403 Forbidden: the API key lacks the scope for this endpoint "
+            "(it needs send:trigger_event)" + _server_said(exc),
+            EXIT_FAILED,
+        )
+    if isinstance(exc, NotFoundError):
+        return f"404 Not Found{where}{_server_said(exc)} (check --base-url)", EXIT_FAILED
+    if isinstance(exc, BadRequestError):
+        return f"400 Bad Request: the server refused the event{_server_said(exc)}", EXIT_FAILED
+    if isinstance(exc, RateLimitError):
+        return "429 Too Many Requests: still rate limited after every retry", EXIT_FAILED
+    if isinstance(exc, ServerError):
+        return f"the server failed{where} ({exc}) after every retry", EXIT_FAILED
+    if isinstance(exc, APIError):
+        return f"the server refused the request: {exc}", EXIT_FAILED
+    if isinstance(exc, TransportError):
+        return f"no answer from the server{where}: {exc}", EXIT_FAILED
+    if isinstance(exc, FuulError):
+        return str(exc), EXIT_FAILED
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), EXIT_USAGE
+    return f"unexpected {type(exc).__name__}: {exc} (rerun with --debug)", EXIT_FAILED
