@@ -120,3 +120,53 @@ async def test_sigkill_mid_stream_loses_nothing_committed(tmp_path: Path) -> Non
         assert missing == []
         assert len(sb.stored_ids()) >= stored_before
         assert rows(db) == 0
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "FUUL_API_KEY": API_KEY}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aiofuul.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_outbox_command_lists_retries_and_purges_dead_letters(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    db = tmp_path / "events.db"
+    config = fast_config(check_identifier_format=False)
+    async with FuulClient(API_KEY, base_url=sandbox.url, config=config, outbox=db) as fuul:
+        first = fuul.track("trade", User("0xbad", "evm_address"))
+        second = fuul.track("trade", User("0xworse", "evm_address"))
+        assert await fuul.flush(timeout=5)
+
+    code, out, _ = await _cli("outbox", str(db), "list")
+    assert code == 0
+    assert first in out and second in out and "user.identifier" in out
+    assert "2 dead letter(s); 0 event(s) waiting" in out
+
+    code, _, err = await _cli("outbox", str(db), "purge")
+    assert code == 2
+    assert "--all" in err
+
+    sandbox.check_format = False  # the server now takes them
+    limits = ["--base-url", sandbox.url, "--time-scale", str(1 / 60), "--no-format-check"]
+    code, out, err = await _cli("outbox", str(db), "retry", "--id", first, *limits)
+    assert code == 0, err
+    assert "1 delivered" in out
+    assert sandbox.stored_count(first) == 1
+
+    code, out, _ = await _cli("outbox", str(db), "purge", "--all")
+    assert code == 0
+    assert "purged 1" in out
+    assert sandbox.stored_count(second) == 0
+    code, out, _ = await _cli("outbox", str(db), "list")
+    assert "0 dead letter(s)" in out

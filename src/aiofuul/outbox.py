@@ -36,7 +36,15 @@ import msgspec
 from .errors import ClientStateError, UndeliveredError
 from .models import Event
 
-__all__ = ["DeadLetter", "Outbox", "open_database"]
+__all__ = [
+    "DeadLetter",
+    "Outbox",
+    "dead_letters",
+    "open_database",
+    "pending_count",
+    "purge_dead_letters",
+    "requeue_dead_letters",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -226,3 +234,72 @@ class Outbox:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._conn.close)
         self._thread.shutdown(wait=True)
         self._lock_file.close()
+
+
+# -- managing a file no client has open (``aiofuul outbox``) ------------------------------
+def _managed(path: str | os.PathLike[str]) -> tuple[IO[str], sqlite3.Connection]:
+    target = Path(path)
+    if not target.exists():
+        raise FileNotFoundError(f"no outbox at {target}")
+    return _lock(target.with_name(target.name + ".lock")), open_database(target)
+
+
+def pending_count(path: str | os.PathLike[str]) -> int:
+    """How many events wait in the outbox for a client to send them."""
+    lock, conn = _managed(path)
+    try:
+        return int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+    finally:
+        conn.close()
+        lock.close()
+
+
+def dead_letters(path: str | os.PathLike[str]) -> list[DeadLetter]:
+    """The events the server rejected, oldest first."""
+    lock, conn = _managed(path)
+    try:
+        rows = conn.execute(
+            "SELECT dedup_id, body, reason, failed_at FROM dead_letter ORDER BY failed_at"
+        ).fetchall()
+    finally:
+        conn.close()
+        lock.close()
+    return [DeadLetter(d, _decode_event(body), reason, at) for d, body, reason, at in rows]
+
+
+def _where(ids: Sequence[str] | None) -> tuple[str, list[str]]:
+    if ids is None:
+        return "", []
+    return f" WHERE dedup_id IN ({','.join('?' * len(ids))})", list(ids)
+
+
+def requeue_dead_letters(path: str | os.PathLike[str], ids: Sequence[str] | None = None) -> int:
+    """Move dead letters (all, or those ``ids``) back into the outbox, for the next
+    client on the file to send again; returns how many moved."""
+    lock, conn = _managed(path)
+    where, args = _where(ids)
+    try:
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "INSERT OR IGNORE INTO outbox (dedup_id, body) "
+                f"SELECT dedup_id, body FROM dead_letter{where}",
+                args,
+            )
+            return int(conn.execute(f"DELETE FROM dead_letter{where}", args).rowcount)
+    finally:
+        conn.close()
+        lock.close()
+
+
+def purge_dead_letters(path: str | os.PathLike[str], ids: Sequence[str] | None = None) -> int:
+    """Delete dead letters (all, or those ``ids``); returns how many."""
+    lock, conn = _managed(path)
+    where, args = _where(ids)
+    try:
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            return int(conn.execute(f"DELETE FROM dead_letter{where}", args).rowcount)
+    finally:
+        conn.close()
+        lock.close()

@@ -1,4 +1,5 @@
-"""The ``aiofuul`` command line: ``demo``, ``sandbox``, ``send``, ``import``, ``status``.
+"""The ``aiofuul`` command line: ``demo``, ``sandbox``, ``send``, ``import``, ``status``,
+``outbox``.
 
 Exit codes, the same for every command:
 
@@ -21,6 +22,7 @@ from collections.abc import Callable, Sequence
 from .._version import __version__
 from . import demo as demo
 from . import importer as importer
+from . import outbox as outbox
 from . import send as send
 from . import serve as serve
 from . import status as status
@@ -61,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show tracebacks (as aiofuul --debug)",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (demo, serve, send, importer, status):
+    for module in (demo, serve, send, importer, status, outbox):
         module.register(commands, common, _Formatter)
     return parser
 
