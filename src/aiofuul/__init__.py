@@ -16,7 +16,6 @@ Example::
 """
 
 from ._version import __version__
-from .batching import OnError, Stats
 from .client import FuulClient
 from .config import ClientConfig, QueueFullPolicy, RetryPolicy
 from .errors import (
@@ -34,6 +33,7 @@ from .errors import (
     UndeliveredError,
     ValidationError,
 )
+from .ledger import OnError, Stats
 from .limits import DEFAULT_LIMITS, Limits, RateLimit
 from .models import (
     IDENTIFIER_TYPES,

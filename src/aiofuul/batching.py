@@ -19,77 +19,22 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
-
-import msgspec
+from collections.abc import Iterable
 
 from .config import ClientConfig
 from .errors import APIError, BadRequestError, FuulError, QueueFullError, UndeliveredError
 from .lanes import Lane
+from .ledger import Journal, Ledger, OnError, Stats, _Pending
 from .models import Event, _decode_ingested, encode_batch, encode_event
 from .transport import Action, Transport
 
-__all__ = ["OnError", "Stats"]
+__all__ = ["Sender"]
 
 log = logging.getLogger("aiofuul")
 
-#: ``on_error(events, error)``: called on the loop with events that were not delivered.
-OnError = Callable[[list[Event], UndeliveredError], object]
-
 # A batch validation message that names its event: "[3].user..." or "3.user ...".
 _INDEX = re.compile(r"\[?(\d+)\]?[.:\s]")
-_DROP_WARN_INTERVAL = 5.0
 _monotonic = time.monotonic
-
-
-class Stats(msgspec.Struct, frozen=True):
-    """A snapshot of the client's counters; ``fuul.stats()`` costs next to nothing.
-
-    At any moment ``tracked == delivered + duplicates + rejected + failed + dropped +
-    queued``, where ``queued`` counts every accepted event not yet settled (waiting,
-    awaiting a retry, or ``in_flight``).
-    """
-
-    tracked: int
-    delivered: int
-    duplicates: int
-    rejected: int
-    failed: int
-    dropped: int
-    queued: int
-    in_flight: int
-    requests_single: int
-    requests_batch: int
-    rate_limited_single: int
-    rate_limited_batch: int
-    retries: int
-    batches: int
-    mean_batch_size: float
-    shared_limiter_down: bool = False
-    """True while the shared (Redis) limiter is unreachable and the local one, lowered,
-    stands in."""
-
-
-class Journal(Protocol):
-    """Told of every accepted and every settled event (the durable outbox)."""
-
-    def added(self, event: Event) -> None: ...
-
-    def settled(
-        self, events: Sequence[Event], outcome: str, error: UndeliveredError | None
-    ) -> None: ...
-
-    async def recover(self) -> list[Event]: ...
-
-
-class _Pending(msgspec.Struct, gc=False):
-    # A Struct, not a class with __init__: built once per track(), it is on the hot path.
-    event: Event
-    seq: int
-    enqueued: float
-    attempts: int = 0
-    first_try: float = 0.0
 
 
 class _Flight:
@@ -108,15 +53,6 @@ class _Flight:
         self.lane.release()
 
 
-class _FlushWaiter:
-    __slots__ = ("done", "remaining", "target")
-
-    def __init__(self, target: int, remaining: int, done: asyncio.Future[None]):
-        self.target = target
-        self.remaining = remaining
-        self.done = done
-
-
 class Sender:
     """Owns the queue and the worker task; the client delegates ``track()`` here."""
 
@@ -130,14 +66,13 @@ class Sender:
         journal: Journal | None = None,
     ):
         self._config = config
-        self._journal = journal
+        self.ledger = Ledger(on_error, journal, config.max_queue)
         self._retry = config.retry
         self._linger = config.effective_linger
         self._max_queue = config.max_queue
         self._transport = transport
         self._single = single
         self._batch = batch
-        self._on_error = on_error
         self._queue: deque[_Pending] = deque()
         self._solo: deque[_Pending] = deque()  # sent one by one after an unexplained batch 400
         self._tasks: dict[asyncio.Task[None], _Flight] = {}
@@ -145,7 +80,6 @@ class Sender:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room_waiters = 0
-        self._waiters: list[_FlushWaiter] = []
         self._claimed = {single.name: 0, batch.name: 0}
         self._waiting = {single.name: 0, batch.name: 0}
         self._max_waiting = max(1, config.max_in_flight // 2)
@@ -153,11 +87,7 @@ class Sender:
         self._urgent = 0
         self._stopping = False
         self._worker: asyncio.Task[None] | None = None
-        self.tracked = self.delivered = self.duplicates = 0
-        self.rejected = self.failed = self.dropped = 0
         self.in_flight = self.retries = self.batches = self.batched_events = 0
-        self._drops_unwarned = 0
-        self._drop_warned_at = -_DROP_WARN_INTERVAL
 
     # -- intake (called by the client on the loop) --------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -180,9 +110,6 @@ class Sender:
         """Events waiting to be sent, retries included (what ``max_queue`` bounds)."""
         return len(self._queue) + len(self._solo)
 
-    def settled(self) -> int:
-        return self.delivered + self.duplicates + self.rejected + self.failed + self.dropped
-
     def enqueue(self, event: Event, may_raise: bool = True) -> None:
         """Queue an event that passed validation, applying the queue-full policy
         (``"raise"`` becomes ``"drop_new"`` when there is no caller to raise to)."""
@@ -190,17 +117,15 @@ class Sender:
         if len(queue) + len(self._solo) >= self._max_queue:
             policy = self._config.queue_full
             if policy == "raise" and may_raise:
-                raise QueueFullError(f"queue full ({self._config.max_queue} events)")
-            self.tracked += 1
+                raise QueueFullError(f"queue full ({self._max_queue} events)")
             if policy != "drop_old":
-                self._drop(_Pending(event, self.tracked - 1, 0.0))
+                self.ledger.drop(self.ledger.accept(event, 0.0), policy)
                 return
-            self._drop(queue.popleft())
-        else:
-            self.tracked += 1
-        queue.append(_Pending(event, self.tracked - 1, _monotonic()))
-        if self._journal is not None:
-            self._journal.added(event)
+            self.ledger.drop(queue.popleft(), policy)
+        queue.append(self.ledger.accept(event, _monotonic()))
+        journal = self.ledger.journal
+        if journal is not None:
+            journal.added(event)
         if not self._wake.is_set():
             self._wake.set()
 
@@ -213,46 +138,6 @@ class Sender:
                 await self._room.wait()
             finally:
                 self._room_waiters -= 1
-
-    def _drop(self, item: _Pending) -> None:
-        self._drops_unwarned += 1
-        now = time.monotonic()
-        if now - self._drop_warned_at >= _DROP_WARN_INTERVAL:
-            log.warning(
-                "queue full (%d events): dropped %d event(s) (queue_full=%r); see stats().dropped",
-                self._config.max_queue,
-                self._drops_unwarned,
-                self._config.queue_full,
-            )
-            self._drop_warned_at, self._drops_unwarned = now, 0
-        self._settle([item], "dropped", UndeliveredError("dropped", 1), quiet=True)
-
-    # -- settling ------------------------------------------------------------------
-    def _settle(
-        self,
-        items: list[_Pending],
-        outcome: str,
-        error: UndeliveredError | None = None,
-        quiet: bool = False,
-    ) -> None:
-        setattr(self, outcome, getattr(self, outcome) + len(items))
-        if self._journal is not None and items:
-            self._journal.settled([p.event for p in items], outcome, error)
-        if self._waiters:
-            for waiter in self._waiters:
-                waiter.remaining -= sum(1 for p in items if p.seq < waiter.target)
-                if waiter.remaining <= 0 and not waiter.done.done():
-                    waiter.done.set_result(None)
-            self._waiters = [w for w in self._waiters if not w.done.done()]
-        if error is None:
-            return
-        if not quiet:
-            log.error("%s", error)
-        if self._on_error is not None:
-            try:
-                self._on_error([p.event for p in items], error)
-            except Exception:
-                log.exception("on_error callback raised")
 
     def _requeue(self, items: Iterable[_Pending]) -> None:
         self._queue.extendleft(reversed(list(items)))
@@ -269,7 +154,8 @@ class Sender:
             self.retries += 1
             self._requeue(keep)
         if spent:
-            self._settle(spent, "failed", UndeliveredError("retries_exhausted", len(spent), error))
+            error = UndeliveredError("retries_exhausted", len(spent), error)
+            self.ledger.settle(spent, "failed", error)
 
     # -- the worker ------------------------------------------------------------------
     async def _recover(self, journal: Journal) -> None:
@@ -277,20 +163,19 @@ class Sender:
             events = await journal.recover()
         except Exception:
             log.exception("could not read the outbox; events tracked now are not durable")
-            self._journal = None
+            self.ledger.journal = None
             return
         finally:
             self._ready.set()
         if events:
             log.info("resending %d event(s) a previous run left in the outbox", len(events))
         for event in events:
-            self.tracked += 1
-            self._queue.append(_Pending(event, self.tracked - 1, _monotonic()))
+            self._queue.append(self.ledger.accept(event, _monotonic()))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._journal is not None:
-            await self._recover(self._journal)
+        if self.ledger.journal is not None:
+            await self._recover(self.ledger.journal)
         self._ready.set()
         while True:
             self._wake.clear()
@@ -320,7 +205,7 @@ class Sender:
             self._solo.clear()
             self._queue.clear()
             if items:
-                self._settle(items, "failed", UndeliveredError("stopped", len(items), cause))
+                self.ledger.settle(items, "failed", UndeliveredError("stopped", len(items), cause))
             return float("inf")
         queue, max_batch = self._queue, self._config.max_batch
         # With a shared limiter, requests wait for their shared slot before taking their
@@ -413,7 +298,9 @@ class Sender:
         if not flight.released:
             flight.lane.release()
         if task.cancelled():
-            self._settle(flight.items, "failed", UndeliveredError("shutdown", len(flight.items)))
+            self.ledger.settle(
+                flight.items, "failed", UndeliveredError("shutdown", len(flight.items))
+            )
         self._wake.set()
 
     async def _deliver(self, flight: _Flight) -> None:
@@ -458,7 +345,7 @@ class Sender:
                     self._solo.extend(items)
                 else:
                     cause = FuulError(f"cannot encode the event: {exc!r}")
-                    self._settle(items, "rejected", UndeliveredError("rejected", 1, cause))
+                    self.ledger.settle(items, "rejected", UndeliveredError("rejected", 1, cause))
                 return
             try:
                 response = await self._transport.request(lane.method, lane.path, body=body)
@@ -479,10 +366,10 @@ class Sender:
                     self.batches += 1
                     self.batched_events += n
                 # The server does not say which were known already; the counts are exact.
-                self._settle(items[:ingested], "delivered")
-                self._settle(items[ingested:], "duplicates")
+                self.ledger.settle(items[:ingested], "delivered")
+                self.ledger.settle(items[ingested:], "duplicates")
             elif action is Action.DUPLICATE:
-                self._settle(items, "duplicates")
+                self.ledger.settle(items, "duplicates")
             elif action is Action.RATE_LIMITED:
                 self.retries += 1
                 self._requeue(items)
@@ -491,7 +378,9 @@ class Sender:
             elif action is Action.REJECT and is_batch and n > 1:
                 self._isolate(items, response.error())
             elif action is Action.REJECT:
-                self._settle(items, "rejected", UndeliveredError("rejected", n, response.error()))
+                self.ledger.settle(
+                    items, "rejected", UndeliveredError("rejected", n, response.error())
+                )
             else:
                 first = lane.name not in self._stop_logged
                 if first:
@@ -503,7 +392,7 @@ class Sender:
                         lane.stopped,
                     )
                 error = UndeliveredError("stopped", n, lane.stopped)
-                self._settle(items, "failed", error, quiet=not first)
+                self.ledger.settle(items, "failed", error, quiet=not first)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -526,7 +415,7 @@ class Sender:
             return
         for index, found in bad.items():
             cause = BadRequestError(error.status, found)
-            self._settle([items[index]], "rejected", UndeliveredError("rejected", 1, cause))
+            self.ledger.settle([items[index]], "rejected", UndeliveredError("rejected", 1, cause))
         self._requeue(p for i, p in enumerate(items) if i not in bad)
 
     # -- flush and close ---------------------------------------------------------------
@@ -539,11 +428,9 @@ class Sender:
                 return False
             if timeout is not None:
                 timeout = max(0.0, timeout - (time.monotonic() - started))
-        remaining = self.tracked - self.settled()
-        if remaining <= 0:
+        done = self.ledger.flush_waiter()
+        if done is None:
             return True
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(_FlushWaiter(self.tracked, remaining, done))
         self._urgent += 1
         self._wake.set()
         try:
@@ -581,17 +468,18 @@ class Sender:
         self._solo.clear()
         self._queue.clear()
         if items:
-            self._settle(items, "failed", UndeliveredError("shutdown", len(items)))
+            self.ledger.settle(items, "failed", UndeliveredError("shutdown", len(items)))
 
     def stats(self) -> Stats:
+        ledger = self.ledger
         return Stats(
-            tracked=self.tracked,
-            delivered=self.delivered,
-            duplicates=self.duplicates,
-            rejected=self.rejected,
-            failed=self.failed,
-            dropped=self.dropped,
-            queued=self.tracked - self.settled(),
+            tracked=ledger.tracked,
+            delivered=ledger.delivered,
+            duplicates=ledger.duplicates,
+            rejected=ledger.rejected,
+            failed=ledger.failed,
+            dropped=ledger.dropped,
+            queued=ledger.tracked - ledger.settled(),
             in_flight=self.in_flight,
             requests_single=self._single.requests,
             requests_batch=self._batch.requests,

@@ -29,10 +29,11 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from .batching import OnError, Sender, Stats
+from .batching import Sender
 from .config import ClientConfig
 from .errors import ClientStateError, TransportError
 from .lanes import Lane
+from .ledger import OnError, Stats
 from .limits import SlidingWindowLimiter
 from .models import (
     BatchResult,
@@ -201,7 +202,7 @@ class FuulClient:
         sender = getattr(self, "_sender", None)
         if sender is None or getattr(self, "_closed", True):
             return
-        lost = sender.tracked - sender.settled()
+        lost = sender.ledger.tracked - sender.ledger.settled()
         if lost:
             log.error("FuulClient garbage-collected without aclose(): %d event(s) lost", lost)
             warnings.warn(
