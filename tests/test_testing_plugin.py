@@ -8,7 +8,6 @@ from aiofuul.sandbox import Sandbox
 from conftest import EVM
 
 
-
 async def test_fuul_client_delivers_to_fuul_sandbox(
     fuul_client: FuulClient, fuul_sandbox: Sandbox
 ) -> None:

@@ -362,3 +362,17 @@ def test_events_left_when_the_loop_ends_are_reported() -> None:
     assert sum(len(events) for events, _ in seen) == 7
     assert {error.reason for _, error in seen} == {"shutdown"}
     assert fuul.stats().failed == 7
+
+
+async def test_track_copies_args_so_later_changes_do_not_leak(
+    sandbox: Sandbox, client: FuulClient
+) -> None:
+    args: dict[str, object] = {"size": 0}
+    ids = []
+    for i in range(3):
+        args["size"] = i
+        ids.append(client.track("trade", EVM, args=args))
+    args["size"] = float("nan")  # would be refused, had the queue kept the caller's dict
+    assert await client.flush(timeout=5)
+    stored = {e.dedup_id: e.args for e in sandbox.events}
+    assert [stored[i] for i in ids] == [{"size": 0}, {"size": 1}, {"size": 2}]

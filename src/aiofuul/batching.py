@@ -142,11 +142,15 @@ class Sender:
     def _requeue(self, items: Iterable[_Pending]) -> None:
         self._queue.extendleft(reversed(list(items)))
 
-    def _retry_later(self, items: list[_Pending], error: FuulError) -> None:
+    def _retry_later(self, items: list[_Pending], error: FuulError, started: float) -> None:
+        """The request that started at ``started`` failed: requeue its events, or report
+        those out of attempts or time."""
         now = time.monotonic()
         keep: list[_Pending] = []
         spent: list[_Pending] = []
         for p in items:
+            if p.attempts == 0:  # set here, not per request: only failures pay for it
+                p.first_try = started
             p.attempts += 1
             expired = now - p.first_try >= self._retry.max_elapsed
             (spent if p.attempts >= self._retry.max_attempts or expired else keep).append(p)
@@ -324,10 +328,7 @@ class Sender:
         n = len(items)
         is_batch = lane is self._batch
         lane.requests += 1
-        now = time.monotonic()
-        for p in items:
-            if p.attempts == 0:
-                p.first_try = now
+        started = time.monotonic()
         try:
             try:
                 body = (
@@ -353,7 +354,7 @@ class Sender:
                 flight.release()
                 await lane.remote_release(token)
                 lane.on_failure(self._retry)
-                self._retry_later(items, exc)
+                self._retry_later(items, exc, started)
                 return
             flight.release()
             await lane.remote_release(token)
@@ -374,7 +375,7 @@ class Sender:
                 self.retries += 1
                 self._requeue(items)
             elif action is Action.RETRY:
-                self._retry_later(items, response.error())
+                self._retry_later(items, response.error(), started)
             elif action is Action.REJECT and is_batch and n > 1:
                 self._isolate(items, response.error())
             elif action is Action.REJECT:
@@ -397,7 +398,7 @@ class Sender:
             raise
         except Exception as exc:
             log.exception("unexpected error delivering %d event(s); will retry", n)
-            self._retry_later(items, FuulError(f"unexpected error: {exc!r}"))
+            self._retry_later(items, FuulError(f"unexpected error: {exc!r}"), started)
 
     def _isolate(self, items: list[_Pending], error: APIError) -> None:
         """An atomic batch was refused: report the events the server named, send the rest

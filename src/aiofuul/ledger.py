@@ -126,12 +126,15 @@ class Ledger:
         if not items:
             return
         setattr(self, outcome, getattr(self, outcome) + len(items))
-        events = [p.event for p in items]
         if self.journal is not None:
-            self.journal.settled(events, outcome, error)
+            self.journal.settled([p.event for p in items], outcome, error)
         if self._waiters:
+            newest = max(p.seq for p in items)
             for waiter in self._waiters:
-                waiter.remaining -= sum(1 for p in items if p.seq < waiter.target)
+                if newest < waiter.target:  # the usual case: all were accepted before
+                    waiter.remaining -= len(items)
+                else:
+                    waiter.remaining -= sum(1 for p in items if p.seq < waiter.target)
                 if waiter.remaining <= 0 and not waiter.done.done():
                     waiter.done.set_result(None)
             self._waiters = [w for w in self._waiters if not w.done.done()]
@@ -141,7 +144,7 @@ class Ledger:
             log.error("%s", error)
         if self.on_error is not None:
             try:
-                self.on_error(events, error)
+                self.on_error([p.event for p in items], error)
             except Exception:
                 log.exception("on_error callback raised")
 

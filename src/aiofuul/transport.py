@@ -165,6 +165,7 @@ class Transport:
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_bytes = max_response_bytes
         self._session = session
@@ -193,9 +194,7 @@ class Transport:
     ) -> Response:
         """Send one request; raise :class:`TransportError` when no readable answer came."""
         session = self._get_session()
-        headers = self._headers
-        if body is not None:
-            headers = {**headers, "Content-Type": "application/json"}
+        headers = self._headers if body is None else self._json_headers
         try:
             async with session.request(
                 method,

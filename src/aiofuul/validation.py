@@ -195,14 +195,15 @@ def check_args(args: object, check_format: bool = True) -> dict[str, Any] | None
     """``args``: None, or a dict of string keys to str, int, float (finite), bool, or an
     :class:`Amount` (or a dict with its fields) for the standard ``value`` and ``revenue``.
 
-    Returns the args to send: the same dict, or a copy with amount dicts made Structs.
+    Returns the args to send: always a copy (the caller may change its dict after
+    ``track()`` returns), with amount dicts made Structs.
     """
     if args is None:
         return None
     if not isinstance(args, dict):
         raise ValidationError("args", "must be a dict of str keys to values", args)
-    converted: dict[str, Any] | None = None
-    for key, value in args.items():
+    converted = dict(args)
+    for key, value in converted.items():
         if type(key) is not str or not key:
             raise ValidationError("args", "keys must be non-empty strings", key)
         if not key.isascii():
@@ -224,19 +225,18 @@ def check_args(args: object, check_format: bool = True) -> dict[str, Any] | None
         elif kind is Amount or isinstance(value, Mapping):
             amount = _check_amount(f"args.{key}", value, check_format)
             if amount is not value:
-                if converted is None:
-                    converted = dict(args)
                 converted[key] = amount
         else:
             raise ValidationError(
                 f"args.{key}", "must be a str, int, float, bool or aiofuul.Amount", value
             )
-    return args if converted is None else converted
+    return converted
 
 
 def validate_event(event: object, check_format: bool = True) -> Event:
-    """Check every field of an :class:`Event`; returns it (or a copy with amount dicts
-    made Structs). Raises :class:`ValidationError` on the first broken rule."""
+    """Check every field of an :class:`Event`; returns the event to send (a new one
+    holding a copy of its args, amount dicts made Structs, when it has args). Raises
+    :class:`ValidationError` on the first broken rule."""
     if type(event) is not Event:
         raise ValidationError("event", "must be an aiofuul.Event", event)
     check_name(event.name)
