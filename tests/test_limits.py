@@ -302,6 +302,9 @@ def test_on_rate_limited_never_goes_below_one_and_counts_recent_releases() -> No
 def test_capacity_recovers_over_quiet_periods_to_90_percent_of_the_429_level() -> None:
     clock = FakeClock()
     limiter = SlidingWindowLimiter(RateLimit(100, 10.0), clock=clock)
+    assert limiter.try_acquire()  # in use since t=0 ...
+    limiter.release()
+    clock.t = 10.0  # ... so a 429 a period later speaks of our share of the key
     for _ in range(100):
         assert limiter.try_acquire()
         limiter.release()
@@ -309,7 +312,7 @@ def test_capacity_recovers_over_quiet_periods_to_90_percent_of_the_429_level() -
     assert limiter.capacity == 80
 
     def capacity_at(t: float) -> int:
-        clock.t = t
+        clock.t = 10.0 + t
         limiter.next_free()  # recovery is evaluated when the limiter is consulted
         return limiter.capacity
 
@@ -322,6 +325,24 @@ def test_capacity_recovers_over_quiet_periods_to_90_percent_of_the_429_level() -
     assert capacity_at(120.0) == 91  # probes by one only after 10 quiet periods
     assert capacity_at(200.0) == 91
     assert capacity_at(220.0) == 92
+
+
+def test_a_429_in_the_first_period_is_not_taken_for_our_share() -> None:
+    # A restarted process (or a resumed import) meets its predecessor's requests in the
+    # server's window: the 429 says nothing about its share, so it regrows quickly.
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(RateLimit(10, 1.0), clock=clock)
+    for _ in range(4):
+        assert limiter.try_acquire()
+        limiter.release()
+    limiter.on_rate_limited()
+    assert limiter.capacity == 3
+    seen = []
+    for second in range(1, 7):
+        clock.t = float(second)
+        limiter.next_free()
+        seen.append(limiter.capacity)
+    assert seen == [4, 5, 7, 9, 10, 10]  # +25% a quiet period, up to the limit
 
 
 def test_recovery_never_exceeds_the_limit() -> None:

@@ -170,7 +170,10 @@ class Lane:
             if self.try_acquire(now):
                 return
             delay = self.next_free(now) - now
+            if math.isinf(delay):
+                # Every slot is held by a request in flight: one will come back shortly.
+                await asyncio.sleep(0.005)
+                continue
             if error is not None and now + delay > deadline:
                 raise error
-            # All slots in flight (inf): poll, a response will free one shortly.
-            await asyncio.sleep(0.005 if math.isinf(delay) else delay)
+            await asyncio.sleep(delay)

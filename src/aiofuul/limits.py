@@ -83,6 +83,10 @@ _RECOVERY_STEP = 0.05
 _SETTLE_FRACTION = 0.9
 # ... and probes above it by one request only after this many quiet periods.
 _PROBE_PERIODS = 10
+# A 429 in the first period of use says nothing about our share of the key: the
+# server's window may still hold the requests of the process we replace (a restart, a
+# resumed import). Capacity then grows back by this fraction each quiet period.
+_RESTART_GROWTH = 0.25
 
 
 class SlidingWindowLimiter:
@@ -104,6 +108,7 @@ class SlidingWindowLimiter:
         self._paused_until = 0.0
         self._hint: int | None = None  # what was in use when the server said 429
         self._last_change = 0.0
+        self._first_use: float | None = None
         self._released: asyncio.Event | None = None
 
     # -- state -----------------------------------------------------------------
@@ -149,6 +154,8 @@ class SlidingWindowLimiter:
         if self.next_free(now) > now:
             return False
         self._in_flight += 1
+        if self._first_use is None:
+            self._first_use = now
         return True
 
     def release(self) -> None:
@@ -184,7 +191,9 @@ class SlidingWindowLimiter:
         shared, or the server's limit is lower. Lower the capacity below what was in use."""
         now = self._clock()
         in_use = max(1, self.used(now))
-        self._hint = in_use if self._hint is None else min(self._hint, in_use)
+        first = self._first_use
+        if first is not None and now - first >= self.limit.period:
+            self._hint = in_use if self._hint is None else min(self._hint, in_use)
         self._capacity = max(1, min(self._capacity, math.floor(in_use * _BACKOFF_FACTOR)))
         self._last_change = now
 
@@ -202,9 +211,12 @@ class SlidingWindowLimiter:
     def _recover(self, now: float) -> None:
         if self._capacity >= self._ceiling or now - self._last_change < self.limit.period:
             return
-        settle = (
-            self.limit.requests if self._hint is None else math.floor(self._hint * _SETTLE_FRACTION)
-        )
+        if self._hint is None:
+            self._capacity += max(1, math.ceil(self._capacity * _RESTART_GROWTH))
+            self._capacity = min(self._capacity, self._ceiling)
+            self._last_change = now
+            return
+        settle = math.floor(self._hint * _SETTLE_FRACTION)
         if self._capacity < settle:
             step = max(1, math.floor(self.limit.requests * _RECOVERY_STEP))
             self._capacity = min(settle, self._capacity + step)
