@@ -64,7 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for module in (demo, serve, send, importer, status, outbox):
-        module.register(commands, common, _Formatter)
+        command = commands.add_parser(
+            module.NAME,
+            parents=[common],
+            help=module.HELP,
+            description=module.DESCRIPTION,
+            formatter_class=_Formatter,
+        )
+        module.configure(command)
     return parser
 
 

@@ -20,7 +20,8 @@ from ..errors import (
     TransportError,
     ValidationError,
 )
-from ..limits import DEFAULT_LIMITS, Limits, RateLimit
+from ..limits import DEFAULT_LIMITS, Limits
+from ..sandbox.cli import parse_rate_limit
 
 __all__ = [
     "EXIT_FAILED",
@@ -55,17 +56,6 @@ class CLIError(Exception):
 
 
 # -- client options -----------------------------------------------------------------
-def _rate_limit(text: str) -> RateLimit:
-    """``"10/60"`` (requests/seconds) or ``"10"`` (per 60 seconds)."""
-    count, _, period = text.partition("/")
-    try:
-        return RateLimit(int(count), float(period) if period else 60.0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected REQUESTS/SECONDS like 10/60, not {text!r}"
-        ) from None
-
-
 def _time_scale(text: str) -> float:
     try:
         value = float(text)
@@ -126,7 +116,7 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         group.add_argument(
             f"--{name}-limit",
-            type=_rate_limit,
+            type=parse_rate_limit,
             default=default,
             metavar="N/SECONDS",
             help=f"rate limit of the {name} endpoint "

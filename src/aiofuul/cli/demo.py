@@ -19,7 +19,7 @@ from ..sandbox import Sandbox
 from ._common import EXIT_FAILED, EXIT_OK, CLIError, add_time_scale_argument
 from ._output import Progress, bar, fmt_duration
 
-__all__ = ["register", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
 #: 20,000 events need 18 windows of 1,100: 27 s with 1.5 s windows.
 DEFAULT_TIME_SCALE = 0.025
@@ -40,19 +40,13 @@ With the defaults it takes about half a minute: --time-scale {DEFAULT_TIME_SCALE
 makes one API minute last {60 * DEFAULT_TIME_SCALE:g} s, and 20,000 events need 18 of them."""
 
 
-def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    formatter: type[argparse.HelpFormatter],
-) -> None:
-    """Add ``aiofuul demo`` to ``commands``."""
-    parser = commands.add_parser(
-        "demo",
-        parents=[common],
-        help="see the client at the rate limit, against an in-process sandbox",
-        description=_DESCRIPTION,
-        formatter_class=formatter,
-    )
+NAME = "demo"
+HELP = "see the client at the rate limit, against an in-process sandbox"
+DESCRIPTION = _DESCRIPTION
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``aiofuul demo``."""
     parser.add_argument(
         "--events", type=int, default=20_000, metavar="N", help="events to track (20000)"
     )

@@ -26,7 +26,7 @@ from ._records import CSV_COLUMNS, Format, Input, Scan
 from ._upload import Uploader, batches
 from ._values import ARG_VALUE_RULES, TIMESTAMP_RULES
 
-__all__ = ["register", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
 _MAX_SHOWN_ERRORS = 50
 
@@ -73,19 +73,13 @@ progress goes to stderr (one line redrawn on a terminal, a line every 2 s
 otherwise); the summary goes to stdout."""
 
 
-def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    formatter: type[argparse.HelpFormatter],
-) -> None:
-    """Add ``aiofuul import`` to ``commands``."""
-    parser = commands.add_parser(
-        "import",
-        parents=[common],
-        help="bulk import of historical events (JSON Lines or CSV), resumable",
-        description=_DESCRIPTION,
-        formatter_class=formatter,
-    )
+NAME = "import"
+HELP = "bulk import of historical events (JSON Lines or CSV), resumable"
+DESCRIPTION = _DESCRIPTION
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``aiofuul import``."""
     parser.add_argument("file", metavar="FILE", help="the input file, or - for standard input")
     parser.add_argument(
         "--format",

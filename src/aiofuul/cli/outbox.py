@@ -9,7 +9,7 @@ import datetime
 from ..outbox import dead_letters, pending_count, purge_dead_letters, requeue_dead_letters
 from ._common import EXIT_FAILED, EXIT_OK, CLIError, add_client_arguments, client_config
 
-__all__ = ["register", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
 _DESCRIPTION = """\
 An outbox (FuulClient(outbox=FILE)) keeps events the server rejected (400) in a
@@ -25,19 +25,13 @@ examples:
   aiofuul outbox events.db purge --id dep-0xabc"""
 
 
-def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    formatter: type[argparse.HelpFormatter],
-) -> None:
-    """Add ``aiofuul outbox`` to ``commands``."""
-    parser = commands.add_parser(
-        "outbox",
-        parents=[common],
-        help="list, retry or purge the events an outbox could not deliver",
-        description=_DESCRIPTION,
-        formatter_class=formatter,
-    )
+NAME = "outbox"
+HELP = "list, retry or purge the events an outbox could not deliver"
+DESCRIPTION = _DESCRIPTION
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``aiofuul outbox``."""
     parser.add_argument("file", metavar="FILE", help="the outbox database")
     parser.add_argument("action", choices=("list", "retry", "purge"))
     parser.add_argument(

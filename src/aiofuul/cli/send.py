@@ -10,7 +10,7 @@ from ._common import EXIT_OK, add_client_arguments, open_client
 from ._output import wrap
 from ._values import ARG_VALUE_RULES, TIMESTAMP_RULES, parse_key_value, timestamp_arg
 
-__all__ = ["register", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
 _DESCRIPTION = f"""\
 Send one event and print the outcome: 'created' (the server stored it) or
@@ -36,19 +36,13 @@ def add_user_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    formatter: type[argparse.HelpFormatter],
-) -> None:
-    """Add ``aiofuul send`` to ``commands``."""
-    parser = commands.add_parser(
-        "send",
-        parents=[common],
-        help="send one event",
-        description=_DESCRIPTION,
-        formatter_class=formatter,
-    )
+NAME = "send"
+HELP = "send one event"
+DESCRIPTION = _DESCRIPTION
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``aiofuul send``."""
     parser.add_argument("name", metavar="NAME", help="the event (trigger) name")
     add_user_arguments(parser)
     parser.add_argument(

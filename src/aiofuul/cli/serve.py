@@ -10,7 +10,7 @@ import contextlib
 from ..sandbox.cli import add_sandbox_arguments, sandbox_from_args, serve_forever
 from ._common import EXIT_OK, CLIError
 
-__all__ = ["register", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
 _DESCRIPTION = """\
 Run a local server that behaves like the Fuul events API (POST /v1/events,
@@ -24,19 +24,13 @@ example:
       aiofuul send signup --user ada@example.com --type email --time-scale 0.0167"""
 
 
-def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    formatter: type[argparse.HelpFormatter],
-) -> None:
-    """Add ``aiofuul sandbox`` to ``commands``."""
-    parser = commands.add_parser(
-        "sandbox",
-        parents=[common],
-        help="run a local sandbox of the Fuul API",
-        description=_DESCRIPTION,
-        formatter_class=formatter,
-    )
+NAME = "sandbox"
+HELP = "run a local sandbox of the Fuul API"
+DESCRIPTION = _DESCRIPTION
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``aiofuul sandbox``."""
     add_sandbox_arguments(parser)
     parser.set_defaults(run=run)
 

@@ -9,7 +9,7 @@ from ..models import User
 from ._common import EXIT_OK, add_client_arguments, open_client
 from .send import add_user_arguments
 
-__all__ = ["register", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
 _DESCRIPTION = """\
 Ask whether ANY event NAME exists for the user (not a given dedup id; names are
@@ -19,19 +19,13 @@ example:
   aiofuul status --user ada@example.com --type email --event signup"""
 
 
-def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    formatter: type[argparse.HelpFormatter],
-) -> None:
-    """Add ``aiofuul status`` to ``commands``."""
-    parser = commands.add_parser(
-        "status",
-        parents=[common],
-        help="whether an event exists for a user",
-        description=_DESCRIPTION,
-        formatter_class=formatter,
-    )
+NAME = "status"
+HELP = "whether an event exists for a user"
+DESCRIPTION = _DESCRIPTION
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``aiofuul status``."""
     add_user_arguments(parser)
     parser.add_argument("--event", required=True, metavar="NAME", help="the event name")
     add_client_arguments(parser)

@@ -16,11 +16,17 @@ from ..limits import DEFAULT_LIMITS, Limits, RateLimit
 from .faults import Faults
 from .server import SEND_SCOPES, Sandbox
 
-__all__ = ["add_sandbox_arguments", "main", "sandbox_from_args", "serve_forever"]
+__all__ = [
+    "add_sandbox_arguments",
+    "main",
+    "parse_rate_limit",
+    "sandbox_from_args",
+    "serve_forever",
+]
 
 
-def _rate_limit(text: str) -> RateLimit:
-    """``"100/60"`` (requests/seconds) or ``"100"`` (per 60 seconds)."""
+def parse_rate_limit(text: str) -> RateLimit:
+    """An argparse type: ``"100/60"`` (requests/seconds) or ``"100"`` (per 60 seconds)."""
     count, _, period = text.partition("/")
     try:
         return RateLimit(int(count), float(period) if period else 60.0)
@@ -79,7 +85,7 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         parser.add_argument(
             f"--{name}-limit",
-            type=_rate_limit,
+            type=parse_rate_limit,
             default=default,
             metavar="N/SECONDS",
             help=f"limit of the {name} endpoint per key "
@@ -87,7 +93,7 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         )
     parser.add_argument(
         "--shared-limit",
-        type=_rate_limit,
+        type=parse_rate_limit,
         default=None,
         metavar="N/SECONDS",
         help="one more limit all endpoints of a key count against together",
