@@ -547,7 +547,7 @@ def test_validate_event_reports_the_first_broken_rule_in_field_order() -> None:
 
 def test_validate_event_check_format_false_passes_a_malformed_identifier() -> None:
     ev = event(user=User("not-an-address", "evm_address"))
-    assert validate_event(ev, check_format=False) is ev
+    assert validate_event(ev, check_format=False) == ev
     assert refused(validate_event, ev).field == "user.identifier"
 
 
@@ -577,10 +577,16 @@ def test_validate_batch_accepts_1_and_100_events_as_list_or_tuple(count: int) ->
     assert validate_batch(tuple(events)) == events
 
 
-@pytest.mark.parametrize("value", [None, event(), {"a": event()}, iter([event()])])
+@pytest.mark.parametrize("value", [None, 5, event(), {"a": event()}, "events", b"events"])
 def test_validate_batch_refuses_what_is_not_a_list(value: object) -> None:
     err = refused(validate_batch, value)
     assert (err.field, err.rule) == ("events", "must be a list of aiofuul.Event")
+
+
+def test_validate_batch_takes_any_iterable_of_events() -> None:
+    events = [event(dedup_id=f"d-{i}") for i in range(3)]
+    assert validate_batch(iter(events)) == events
+    assert validate_batch(e for e in events) == events
 
 
 def test_validate_batch_converts_amount_dicts_of_each_event() -> None:
@@ -923,3 +929,34 @@ def test_dict_shaped_amounts_validate_to_the_same_event_as_structs(ev: Event) ->
     as_dicts = {k: msgspec.to_builtins(v) if type(v) is Amount else v for k, v in ev.args.items()}
     out = validate_event(Event(ev.name, ev.user, ev.dedup_id, as_dicts, ev.timestamp))
     assert out == ev
+
+
+def test_str_subclasses_are_sent_as_the_plain_strings_they_hold() -> None:
+    import enum
+
+    class Name(str, enum.Enum):
+        TRADE = "trade"
+
+    class Kind(str, enum.Enum):
+        EVM = "evm_address"
+
+    class Text(str):
+        pass
+
+    ev = Event(
+        Name.TRADE,
+        User(Text(EVM_ID), Kind.EVM),
+        Text("d-1"),
+        {Text("pair"): Text("ETH/USDC"), "value": Amount(Text("1"), Currency(name=Text("USD")))},
+    )
+    out = validate_event(ev)
+    assert encode_event(out) == encode_event(
+        Event(
+            "trade",
+            User(EVM_ID, "evm_address"),
+            "d-1",
+            {"pair": "ETH/USDC", "value": Amount("1", Currency(name="USD"))},
+        )
+    )
+    assert type(out.name) is str
+    assert type(out.user.identifier_type) is str

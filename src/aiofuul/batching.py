@@ -38,19 +38,16 @@ _monotonic = time.monotonic
 
 
 class _Flight:
-    """One request under way: its lane, its events, and whether its slot went back."""
+    """One request under way: its lane, its events, and whether it was answered (its
+    slot given back, its events no longer counted in flight)."""
 
-    __slots__ = ("claim", "items", "lane", "released")
+    __slots__ = ("answered", "claim", "items", "lane")
 
     def __init__(self, lane: Lane, items: list[_Pending], claim: int = 0):
         self.lane = lane
         self.items = items
         self.claim = claim  # events to take from the queue once the shared slot is ours
-        self.released = False
-
-    def release(self) -> None:
-        self.released = True
-        self.lane.release()
+        self.answered = False
 
 
 class Sender:
@@ -76,6 +73,7 @@ class Sender:
         self._queue: deque[_Pending] = deque()
         self._solo: deque[_Pending] = deque()  # sent one by one after an unexplained batch 400
         self._tasks: dict[asyncio.Task[None], _Flight] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._stop_logged: set[str] = set()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
@@ -295,17 +293,31 @@ class Sender:
         # Bookkeeping lives here, not in _deliver: a task cancelled before its first
         # step (the loop shutting down) never runs a line of its coroutine.
         flight = self._tasks.pop(task)
-        self.in_flight -= len(flight.items)
+        self._answered(flight)
         if flight.claim:  # cancelled while waiting for its shared slot
             self._claimed[flight.lane.name] -= flight.claim
             self._waiting[flight.lane.name] -= 1
-        if not flight.released:
-            flight.lane.release()
         if task.cancelled():
             self.ledger.settle(
                 flight.items, "failed", UndeliveredError("shutdown", len(flight.items))
             )
         self._wake.set()
+
+    def _answered(self, flight: _Flight) -> None:
+        """The request is over: its slot counts from now, and its events leave
+        ``in_flight`` before they are settled or requeued (so stats() adds up)."""
+        if not flight.answered:
+            flight.answered = True
+            flight.lane.release()
+            self.in_flight -= len(flight.items)
+
+    def _release_remote(self, lane: Lane, token: str | None) -> None:
+        # In the background: no await may sit between a response and the settling of
+        # its events, or a cancellation there would report delivered events as lost.
+        if lane.remote is not None and token is not None:
+            task = asyncio.get_running_loop().create_task(lane.remote_release(token))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _deliver(self, flight: _Flight) -> None:
         lane = flight.lane
@@ -321,8 +333,8 @@ class Sender:
             self.in_flight += take
             self._wake.set()  # another request may start waiting for the next slot
             if not take:  # the single lane, or a shutdown, took them meanwhile
-                flight.release()
-                await lane.remote_release(token)
+                self._answered(flight)
+                self._release_remote(lane, token)
                 return
         items = flight.items
         n = len(items)
@@ -339,8 +351,8 @@ class Sender:
             except (TypeError, ValueError, UnicodeError) as exc:
                 # Validation should make this impossible; if it happens, find the culprit
                 # alone instead of failing its companions.
-                flight.release()
-                await lane.remote_release(token)
+                self._answered(flight)
+                self._release_remote(lane, token)
                 log.error("could not encode %d event(s): %r", n, exc)
                 if n > 1:
                     self._solo.extend(items)
@@ -351,13 +363,13 @@ class Sender:
             try:
                 response = await self._transport.request(lane.method, lane.path, body=body)
             except FuulError as exc:
-                flight.release()
-                await lane.remote_release(token)
+                self._answered(flight)
+                self._release_remote(lane, token)
                 lane.on_failure(self._retry)
                 self._retry_later(items, exc, started)
                 return
-            flight.release()
-            await lane.remote_release(token)
+            self._answered(flight)
+            self._release_remote(lane, token)
             action = lane.note(response, self._retry)
             if action is Action.OK:
                 ingested = _decode_ingested(response.body) if is_batch else n
@@ -397,6 +409,7 @@ class Sender:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            self._answered(flight)
             log.exception("unexpected error delivering %d event(s); will retry", n)
             self._retry_later(items, FuulError(f"unexpected error: {exc!r}"), started)
 

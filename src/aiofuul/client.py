@@ -140,7 +140,7 @@ class FuulClient:
         self._forked = False
         self._ids = itertools.count()
         self._id_prefix = secrets.token_hex(8) + "-"
-        self._known_users: dict[User, None] = {}
+        self._known_users: dict[User, User] = {}
         _clients.add(self)
 
     def __repr__(self) -> str:
@@ -226,17 +226,16 @@ class FuulClient:
         # before, small args) is decided inline; the check_* functions own the rules
         # and the messages, and run whenever the inline test is not conclusive.
         if type(name) is not str or not 0 < len(name) <= MAX_ID_LENGTH or not name.isascii():
-            check_name(name)
+            name = check_name(name)
         try:
-            known = type(user) is User and user in self._known_users
+            known = self._known_users.get(user) if type(user) is User else None
         except TypeError:  # a User holding unhashable garbage
-            known = False
-        if not known:
-            self._learn_user(user)
+            known = None
+        user = self._learn_user(user) if known is None else known
         if dedup_id is None:
             dedup_id = f"{self._id_prefix}{next(self._ids)}"
         else:
-            check_dedup_id(dedup_id)
+            dedup_id = check_dedup_id(dedup_id)
         if args is not None:
             args = check_args(args, self._check_format)
         if timestamp is None:
@@ -246,11 +245,15 @@ class FuulClient:
             check_timestamp(timestamp)
         return Event(name, user, dedup_id, args, timestamp)
 
-    def _learn_user(self, user: User) -> None:
-        check_user(user, self._check_format)
+    def _learn_user(self, user: User) -> User:
+        # The cache maps a user to its checked form (plain strings), which is what is
+        # queued: equal users then share one object, and a User holding str subclasses
+        # that compares equal to a checked one is sent as that one.
+        checked = check_user(user, self._check_format)
         if len(self._known_users) >= _KNOWN_USERS:
             self._known_users.clear()
-        self._known_users[user] = None
+        self._known_users[checked] = checked
+        return checked
 
     def track(
         self,
@@ -378,7 +381,7 @@ class FuulClient:
         Known dedup ids are skipped by the server, not refused: ``result.skipped``.
         """
         self._check_usable()
-        checked = validate_batch(list(events), self._check_format)
+        checked = validate_batch(events, self._check_format)
         response = await self._batch.call(
             self._transport, self.config.retry, body=encode_batch(checked)
         )
@@ -391,8 +394,8 @@ class FuulClient:
         """``GET /v1/events/status``: whether ANY event ``name`` exists for ``user``
         (not a given dedup id). Event names are case-sensitive."""
         self._check_usable()
-        check_user(user, self._check_format)
-        check_name(name)
+        user = check_user(user, self._check_format)
+        name = check_name(name)
         params = {
             "user_identifier": user.identifier,
             "user_identifier_type": user.identifier_type,

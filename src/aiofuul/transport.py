@@ -18,10 +18,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
+import yarl
 
 from ._version import __version__
 from .errors import APIError, FuulError, TransportError, error_for_status
@@ -100,15 +100,30 @@ def resolve_base_url(base_url: str | None, allow_insecure_http: bool = False) ->
     loopback (the sandbox) or ``allow_insecure_http`` is set: the key would travel in clear.
     """
     url = base_url or os.environ.get("FUUL_BASE_URL") or DEFAULT_BASE_URL
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        # yarl is the parser aiohttp sends with; judging the URL by another could differ.
+        parts = yarl.URL(url)
+    except (ValueError, TypeError):
+        raise ValueError(f"base_url is not a valid URL: {url!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.host:
         raise ValueError(f"base_url must be an http(s) URL with a host, not {url!r}")
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+    if parts.user is not None or parts.password is not None:
+        raise ValueError(
+            "base_url must not carry credentials (user:password@); the API key is the only one"
+        )
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.host):
         raise ValueError(
             f"refusing plain-http base_url {url!r}: the API key would travel in clear; "
             "use https, or ClientConfig(allow_insecure_http=True) if you really mean it"
         )
     return url if url.endswith("/") else url + "/"
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # Its str() is built from status and message only; request_info stays out.
+        return f"{exc.status}, message={exc.message!r}"
+    return str(exc)
 
 
 class _ErrorBody(msgspec.Struct):
@@ -195,6 +210,7 @@ class Transport:
         """Send one request; raise :class:`TransportError` when no readable answer came."""
         session = self._get_session()
         headers = self._headers if body is None else self._json_headers
+        failure: str
         try:
             async with session.request(
                 method,
@@ -206,26 +222,28 @@ class Transport:
                 allow_redirects=False,
             ) as resp:
                 if resp.content_length is not None and resp.content_length > self._max_bytes:
-                    raise TransportError(
-                        f"{method} {path}: response of {resp.content_length} bytes exceeds "
+                    failure = (
+                        f"response of {resp.content_length} bytes exceeds "
                         f"max_response_bytes={self._max_bytes}"
                     )
-                data = bytearray()
-                async for chunk in resp.content.iter_chunked(65536):
-                    data += chunk
-                    if len(data) > self._max_bytes:
-                        raise TransportError(
-                            f"{method} {path}: response exceeds max_response_bytes={self._max_bytes}"
-                        )
-                return Response(
-                    resp.status, bytes(data), parse_retry_after(resp.headers.get("Retry-After"))
-                )
+                else:
+                    data = bytearray()
+                    async for chunk in resp.content.iter_chunked(65536):
+                        data += chunk
+                        if len(data) > self._max_bytes:
+                            break
+                    if len(data) <= self._max_bytes:
+                        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                        return Response(resp.status, bytes(data), retry_after)
+                    failure = f"response exceeds max_response_bytes={self._max_bytes}"
         except asyncio.TimeoutError:
-            raise TransportError(
-                f"{method} {path}: timed out after {self._timeout.total} s"
-            ) from None
+            failure = f"timed out after {self._timeout.total} s"
         except aiohttp.ClientError as exc:
-            raise TransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+            # Only the class and message leave this block: aiohttp's exception holds the
+            # request (headers included, the key with them), and raising inside
+            # ``except`` would chain it as __context__ even with ``from None``.
+            failure = f"{type(exc).__name__}: {_describe(exc)}"
+        raise TransportError(f"{method} {path}: {failure}")
 
     async def close(self) -> None:
         """Close the session if this transport created it."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import ValidationError
@@ -68,10 +68,10 @@ _INTEGER = re.compile(r"-?[0-9]+")
 
 def _check_text(field: str, value: object, max_len: int = MAX_ID_LENGTH, min_len: int = 1) -> str:
     if type(value) is not str:
-        if isinstance(value, str):
-            value = str(value)
-        else:
+        if not isinstance(value, str):
             raise ValidationError(field, "must be a string", value)
+        # A str subclass (a str-valued Enum, say) is sent as the plain string it holds.
+        value = str.__str__(value)
     if not min_len <= len(value) <= max_len:
         raise ValidationError(
             field, f"must be {min_len} to {max_len} characters, not {len(value)}", value
@@ -98,10 +98,13 @@ def check_dedup_id(dedup_id: object) -> str:
 
 def check_user(user: object, check_format: bool = True, field: str = "user") -> User:
     """A :class:`User` with a known identifier type and (unless ``check_format`` is
-    False) an identifier in that type's format."""
+    False) an identifier in that type's format. Returns the user to send (a new one
+    holding plain strings, when it was given str subclasses)."""
     if type(user) is not User:
         raise ValidationError(field, "must be an aiofuul.User(identifier, identifier_type)", user)
     kind = user.identifier_type
+    if isinstance(kind, str) and type(kind) is not str:
+        kind = str.__str__(kind)
     if type(kind) is not str or kind not in IDENTIFIER_TYPES:
         raise ValidationError(
             f"{field}.identifier_type",
@@ -113,6 +116,8 @@ def check_user(user: object, check_format: bool = True, field: str = "user") -> 
         pattern, rule = _FORMATS[kind]
         if pattern.fullmatch(ident) is None:
             raise ValidationError(f"{field}.identifier", f"must be an {kind}: {rule}", ident)
+    if ident is not user.identifier or kind is not user.identifier_type:
+        return User(ident, kind)
     return user
 
 
@@ -149,8 +154,9 @@ def _check_currency(field: str, value: object, check_format: bool) -> Currency:
         value = Currency(**value)
     if type(value) is not Currency:
         raise ValidationError(field, "must be an aiofuul.Currency or a dict of its fields", value)
-    if value.chain_identifier is not None:
-        _check_text(f"{field}.chain_identifier", value.chain_identifier)
+    chain = value.chain_identifier
+    if chain is not None:
+        chain = _check_text(f"{field}.chain_identifier", chain)
     if value.name is not None:
         if value.identifier is not None or value.identifier_type is not None:
             raise ValidationError(
@@ -161,15 +167,26 @@ def _check_currency(field: str, value: object, check_format: bool) -> Currency:
             raise ValidationError(
                 f"{field}.name", "must be one of " + ", ".join(sorted(_CURRENCY_NAMES)), name
             )
-        return value
-    _check_text(f"{field}.identifier", value.identifier, _MAX_IDENTIFIER)
-    if type(value.identifier_type) is not str or value.identifier_type not in _TOKEN_TYPES:
+        if name is value.name and chain is value.chain_identifier:
+            return value
+        return Currency(name=name, chain_identifier=chain)
+    ident = _check_text(f"{field}.identifier", value.identifier, _MAX_IDENTIFIER)
+    kind = value.identifier_type
+    if isinstance(kind, str) and type(kind) is not str:
+        kind = str.__str__(kind)
+    if type(kind) is not str or kind not in _TOKEN_TYPES:
         raise ValidationError(
             f"{field}.identifier_type",
             "must be one of " + ", ".join(sorted(_TOKEN_TYPES)),
             value.identifier_type,
         )
-    return value
+    if (
+        ident is value.identifier
+        and kind is value.identifier_type
+        and chain is value.chain_identifier
+    ):
+        return value
+    return Currency(identifier=ident, identifier_type=kind, chain_identifier=chain)
 
 
 def _check_amount(field: str, value: object, check_format: bool) -> Amount:
@@ -186,7 +203,7 @@ def _check_amount(field: str, value: object, check_format: bool) -> Amount:
             f"{field}.amount", "must be an integer string in the currency's smallest unit", amount
         )
     currency = _check_currency(f"{field}.currency", value.currency, check_format)
-    if currency is not value.currency:
+    if currency is not value.currency or amount is not value.amount:
         value = Amount(amount, currency)
     return value
 
@@ -203,8 +220,10 @@ def check_args(args: object, check_format: bool = True) -> dict[str, Any] | None
     if not isinstance(args, dict):
         raise ValidationError("args", "must be a dict of str keys to values", args)
     converted = dict(args)
+    if not all(type(key) is str for key in converted):
+        converted = _plain_keys(converted)
     for key, value in converted.items():
-        if type(key) is not str or not key:
+        if not key:
             raise ValidationError("args", "keys must be non-empty strings", key)
         if not key.isascii():
             _check_text("args", key, max_len=_MAX_ARG_TEXT)
@@ -226,11 +245,34 @@ def check_args(args: object, check_format: bool = True) -> dict[str, Any] | None
             amount = _check_amount(f"args.{key}", value, check_format)
             if amount is not value:
                 converted[key] = amount
+        elif isinstance(value, (str, int, float)):  # subclasses: str Enums, IntEnums, ...
+            plain = _plain_value(value)
+            converted[key] = plain
+            check_args({key: plain}, check_format)
         else:
             raise ValidationError(
                 f"args.{key}", "must be a str, int, float, bool or aiofuul.Amount", value
             )
     return converted
+
+
+def _plain_keys(args: dict[Any, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in args.items():
+        if not isinstance(key, str):
+            raise ValidationError("args", "keys must be non-empty strings", key)
+        out[str.__str__(key)] = value
+    return out
+
+
+def _plain_value(value: str | int | float) -> str | int | float | bool:
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    return float.__float__(value)
 
 
 def validate_event(event: object, check_format: bool = True) -> Event:
@@ -239,21 +281,21 @@ def validate_event(event: object, check_format: bool = True) -> Event:
     :class:`ValidationError` on the first broken rule."""
     if type(event) is not Event:
         raise ValidationError("event", "must be an aiofuul.Event", event)
-    check_name(event.name)
-    check_user(event.user, check_format)
-    check_dedup_id(event.dedup_id)
-    args = check_args(event.args, check_format)
-    check_timestamp(event.timestamp)
-    if args is not event.args:
-        return Event(event.name, event.user, event.dedup_id, args, event.timestamp)
-    return event
+    return Event(
+        check_name(event.name),
+        check_user(event.user, check_format),
+        check_dedup_id(event.dedup_id),
+        check_args(event.args, check_format),
+        check_timestamp(event.timestamp),
+    )
 
 
 def validate_batch(events: object, check_format: bool = True) -> list[Event]:
     """Check a batch: a non-empty list of at most 100 valid events. A broken event's
     error names its index (``[3].user.identifier: ...``)."""
-    if not isinstance(events, (list, tuple)):
+    if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
         raise ValidationError("events", "must be a list of aiofuul.Event", events)
+    events = list(events)
     if not 0 < len(events) <= MAX_BATCH_EVENTS:
         raise ValidationError(
             "events",

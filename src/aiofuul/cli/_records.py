@@ -110,6 +110,9 @@ def _jsonl(lines: Iterator[tuple[int, str | None]], check_format: bool) -> Itera
         except msgspec.DecodeError as exc:
             yield Record(index, line_no, error=f"not valid JSON ({exc})")
             continue
+        except RecursionError:
+            yield Record(index, line_no, error="not valid JSON (nested too deeply)")
+            continue
         yield _to_event(obj, index, line_no, check_format)
 
 

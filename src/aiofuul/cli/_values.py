@@ -44,6 +44,8 @@ def parse_arg_value(text: str) -> ArgValue | dict[str, object]:
             value = msgspec.json.decode(text)
         except msgspec.DecodeError as exc:
             raise ValueError(f"not a valid JSON object: {exc}") from None
+        except RecursionError:
+            raise ValueError("not a valid JSON object (nested too deeply)") from None
         if not isinstance(value, dict):
             raise ValueError("not a JSON object")
         return value
