@@ -120,10 +120,11 @@ class Sender:
                 self.ledger.drop(self.ledger.accept(event, 0.0), policy)
                 return
             self.ledger.drop(queue.popleft(), policy)
-        queue.append(self.ledger.accept(event, _monotonic()))
-        journal = self.ledger.journal
-        if journal is not None:
-            journal.added(event)
+        ledger = self.ledger
+        ledger.tracked += 1  # ledger.accept(), inlined: this is track()'s hot path
+        queue.append(_Pending(event, ledger.tracked - 1, _monotonic()))
+        if ledger.journal is not None:
+            ledger.journal.added(event)
         if not self._wake.is_set():
             self._wake.set()
 

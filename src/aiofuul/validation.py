@@ -220,40 +220,55 @@ def check_args(args: object, check_format: bool = True) -> dict[str, Any] | None
     if not isinstance(args, dict):
         raise ValidationError("args", "must be a dict of str keys to values", args)
     converted = dict(args)
-    if not all(type(key) is str for key in converted):
-        converted = _plain_keys(converted)
     for key, value in converted.items():
-        if not key:
-            raise ValidationError("args", "keys must be non-empty strings", key)
-        if not key.isascii():
-            _check_text("args", key, max_len=_MAX_ARG_TEXT)
         kind = type(value)
-        if kind is str:
-            if not value.isascii() or len(value) > _MAX_ARG_TEXT:
-                _check_text(f"args.{key}", value, max_len=_MAX_ARG_TEXT, min_len=0)
-        elif kind is int:
-            if not _INT_MIN <= value <= _INT_MAX:
-                raise ValidationError(f"args.{key}", "must fit in 64 bits", value)
-        elif kind is float:
-            if not math.isfinite(value):
-                raise ValidationError(
-                    f"args.{key}", "must be a finite number (no NaN or infinity)", value
-                )
-        elif kind is bool:
-            pass
-        elif kind is Amount or isinstance(value, Mapping):
-            amount = _check_amount(f"args.{key}", value, check_format)
-            if amount is not value:
-                converted[key] = amount
-        elif isinstance(value, (str, int, float)):  # subclasses: str Enums, IntEnums, ...
-            plain = _plain_value(value)
-            converted[key] = plain
-            check_args({key: plain}, check_format)
-        else:
-            raise ValidationError(
-                f"args.{key}", "must be a str, int, float, bool or aiofuul.Amount", value
-            )
+        # The common cases decided inline (ASCII keys, plain values); anything else,
+        # and every refusal with its message, goes through _check_arg.
+        if type(key) is str and key and key.isascii():
+            if kind is str:
+                if value.isascii() and len(value) <= _MAX_ARG_TEXT:
+                    continue
+            elif kind is float:
+                if value - value == 0.0:  # false for NaN and both infinities
+                    continue
+            elif kind is int:
+                if _INT_MIN <= value <= _INT_MAX:
+                    continue
+            elif kind is bool:
+                continue
+        if type(key) is not str:
+            return check_args(_plain_keys(converted), check_format)
+        checked = _check_arg(key, value, check_format)
+        if checked is not value:
+            converted[key] = checked
     return converted
+
+
+def _check_arg(key: str, value: object, check_format: bool) -> object:
+    """One args entry, every rule: returns the value to send."""
+    if not key:
+        raise ValidationError("args", "keys must be non-empty strings", key)
+    if not key.isascii():
+        _check_text("args", key, max_len=_MAX_ARG_TEXT)
+    field = f"args.{key}"
+    kind = type(value)
+    if kind is str:
+        return _check_text(field, value, max_len=_MAX_ARG_TEXT, min_len=0)
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
+            raise ValidationError(field, "must fit in 64 bits", value)
+        return value
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ValidationError(field, "must be a finite number (no NaN or infinity)", value)
+        return value
+    if kind is bool:
+        return value
+    if kind is Amount or isinstance(value, Mapping):
+        return _check_amount(field, value, check_format)
+    if isinstance(value, (str, int, float)):  # subclasses: str Enums, IntEnums, ...
+        return _check_arg(key, _plain_value(value), check_format)
+    raise ValidationError(field, "must be a str, int, float, bool or aiofuul.Amount", value)
 
 
 def _plain_keys(args: dict[Any, Any]) -> dict[str, Any]:
