@@ -20,8 +20,8 @@ from ..errors import (
     TransportError,
     ValidationError,
 )
-from ..limits import DEFAULT_LIMITS, Limits
-from ..sandbox.cli import parse_rate_limit
+from ..limits import Limits
+from ..sandbox.cli import add_limit_arguments
 
 __all__ = [
     "EXIT_FAILED",
@@ -109,19 +109,7 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
         help="tries per request on network errors, 5xx and 429 "
         f"(default {RetryPolicy.max_attempts}, about half a minute of backoff in all)",
     )
-    for name, default in (
-        ("single", DEFAULT_LIMITS.single),
-        ("batch", DEFAULT_LIMITS.batch),
-        ("status", DEFAULT_LIMITS.status),
-    ):
-        group.add_argument(
-            f"--{name}-limit",
-            type=parse_rate_limit,
-            default=default,
-            metavar="N/SECONDS",
-            help=f"rate limit of the {name} endpoint "
-            f"(default {default.requests}/{default.period:g})",
-        )
+    add_limit_arguments(group, "rate limit of the {} endpoint")
     add_time_scale_argument(group)
     group.add_argument(
         "--no-format-check",

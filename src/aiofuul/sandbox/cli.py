@@ -17,6 +17,7 @@ from .faults import Faults
 from .server import SEND_SCOPES, Sandbox
 
 __all__ = [
+    "add_limit_arguments",
     "add_sandbox_arguments",
     "main",
     "parse_rate_limit",
@@ -34,6 +35,23 @@ def parse_rate_limit(text: str) -> RateLimit:
         raise argparse.ArgumentTypeError(
             f"expected REQUESTS/SECONDS like 100/60, not {text!r}"
         ) from None
+
+
+def add_limit_arguments(parser: argparse._ActionsContainer, help_format: str) -> None:
+    """``--single-limit``, ``--batch-limit`` and ``--status-limit`` (N/SECONDS), defaulting
+    to the documented limits; ``help_format`` gets the endpoint's name."""
+    for name, default in (
+        ("single", DEFAULT_LIMITS.single),
+        ("batch", DEFAULT_LIMITS.batch),
+        ("status", DEFAULT_LIMITS.status),
+    ):
+        parser.add_argument(
+            f"--{name}-limit",
+            type=parse_rate_limit,
+            default=default,
+            metavar="N/SECONDS",
+            help=help_format.format(name) + f" (default {default.requests}/{default.period:g})",
+        )
 
 
 def _fraction(text: str) -> float:
@@ -77,20 +95,7 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept this API key (repeatable); without scopes it has them all, "
         "'KEY:' has none (read-only). No --key: any key is accepted",
     )
-    limits = DEFAULT_LIMITS
-    for name, default in (
-        ("single", limits.single),
-        ("batch", limits.batch),
-        ("status", limits.status),
-    ):
-        parser.add_argument(
-            f"--{name}-limit",
-            type=parse_rate_limit,
-            default=default,
-            metavar="N/SECONDS",
-            help=f"limit of the {name} endpoint per key "
-            f"(default {default.requests}/{default.period:g})",
-        )
+    add_limit_arguments(parser, "limit of the {} endpoint per key")
     parser.add_argument(
         "--shared-limit",
         type=parse_rate_limit,
