@@ -9,9 +9,10 @@ Not a ``conftest.py`` on purpose: ``tests/conftest.py`` is imported as the modul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
 from aiohttp import web
@@ -26,6 +27,7 @@ from aiofuul import (
     User,
 )
 from aiofuul.sandbox import Sandbox
+from conftest import API_KEY, fast_config
 
 #: Limits that never bind: for load and fuzz tests, where the rate limits are not the point.
 NO_LIMIT = RateLimit(10**9, 1.0)
@@ -453,3 +455,18 @@ class Watcher:
         self._task.cancel()
         assert self.samples > 0
         assert not self.violations, "\n".join(self.violations)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    ledger: Ledger, sandbox: Sandbox, **config: object
+) -> AsyncIterator[tuple[Sandbox, FuulClient]]:
+    """``sandbox`` started, and a client on it (``fast_config(**config)``) that reports
+    to ``ledger``; both closed after."""
+    async with (
+        sandbox as sb,
+        FuulClient(
+            API_KEY, base_url=sb.url, config=fast_config(**config), on_error=ledger.on_error
+        ) as fuul,
+    ):
+        yield sb, fuul

@@ -21,6 +21,7 @@ from chaos_support import (
     assert_accounted,
     assert_adds_up,
     produce,
+    running,
     sender_alive,
 )
 
@@ -47,14 +48,9 @@ async def test_5xx_storm_then_recovery_delivers_everything_exactly_once() -> Non
     direct calls are made; when it ends, every event is delivered once."""
     ledger = Ledger()
     storm = Faults(error_rate=1.0, error_statuses=STATUSES_5XX, seed=1)
-    async with (
-        Sandbox(limits=FAST_LIMITS, faults=storm) as sb,
-        FuulClient(
-            API_KEY,
-            base_url=sb.url,
-            config=fast_config(retry=PATIENT_RETRY),
-            on_error=ledger.on_error,
-        ) as fuul,
+    async with running(ledger, Sandbox(limits=FAST_LIMITS, faults=storm), retry=PATIENT_RETRY) as (
+        sb,
+        fuul,
     ):
         watcher = Watcher(fuul)
         direct_single = asyncio.create_task(fuul.send_event("deposit", EVM, dedup_id="direct-1"))
@@ -86,11 +82,9 @@ async def test_5xx_storm_longer_than_the_retry_policy_reports_every_event() -> N
     ledger = Ledger()
     brief = RetryPolicy(max_attempts=3, initial_backoff=0.005, max_backoff=0.02)
     storm = Faults(error_rate=1.0, error_statuses=STATUSES_5XX, seed=2)
-    async with (
-        Sandbox(limits=FAST_LIMITS, faults=storm) as sb,
-        FuulClient(
-            API_KEY, base_url=sb.url, config=fast_config(retry=brief), on_error=ledger.on_error
-        ) as fuul,
+    async with running(ledger, Sandbox(limits=FAST_LIMITS, faults=storm), retry=brief) as (
+        sb,
+        fuul,
     ):
         watcher = Watcher(fuul)
         await produce(fuul, ledger, EVM, tasks=4, per_task=50, pause=0.005)
@@ -145,15 +139,12 @@ async def test_responses_that_never_come_time_out_and_are_retried() -> None:
     """30% of requests hang forever; the client gives up on each after its 0.2 s timeout
     and tries again: everything is delivered, once."""
     ledger = Ledger()
-    async with (
-        Sandbox(limits=FAST_LIMITS, faults=Faults(hang_rate=0.3, seed=4)) as sb,
-        FuulClient(
-            API_KEY,
-            base_url=sb.url,
-            config=fast_config(retry=PATIENT_RETRY, timeout=0.2),
-            on_error=ledger.on_error,
-        ) as fuul,
-    ):
+    async with running(
+        ledger,
+        Sandbox(limits=FAST_LIMITS, faults=Faults(hang_rate=0.3, seed=4)),
+        retry=PATIENT_RETRY,
+        timeout=0.2,
+    ) as (sb, fuul):
         watcher = Watcher(fuul)
         await produce(fuul, ledger, EVM, tasks=4, per_task=50, every=2, pause=0.01)
         assert await fuul.flush(timeout=15)
@@ -191,15 +182,9 @@ async def test_unreadable_2xx_bodies_count_as_delivered_and_are_not_resent() -> 
     """Every success is answered with an HTML page or truncated JSON under a 2xx: the
     events were stored, so the client must count them delivered and must not resend."""
     ledger = Ledger()
-    async with (
-        Sandbox(limits=FAST_LIMITS, faults=Faults(garbage_rate=1.0)) as sb,
-        FuulClient(
-            API_KEY,
-            base_url=sb.url,
-            config=fast_config(retry=PATIENT_RETRY),
-            on_error=ledger.on_error,
-        ) as fuul,
-    ):
+    async with running(
+        ledger, Sandbox(limits=FAST_LIMITS, faults=Faults(garbage_rate=1.0)), retry=PATIENT_RETRY
+    ) as (sb, fuul):
         watcher = Watcher(fuul)
         await produce(fuul, ledger, EVM, tasks=5, per_task=40, pause=0.005)
         assert (await fuul.send_event("deposit", EVM, dedup_id="direct-1")).duplicate is False
@@ -227,15 +212,9 @@ async def test_429_flood_from_a_server_far_below_the_client_settles(retry_after:
     capacity settles: 429s come in the first burst, then stop."""
     ledger = Ledger()
     slow = Limits(single=RateLimit(5, 0.5), batch=RateLimit(1, 0.5), status=RateLimit(5, 0.5))
-    async with (
-        Sandbox(limits=slow, retry_after=retry_after) as sb,  # type: ignore[arg-type]
-        FuulClient(
-            API_KEY,
-            base_url=sb.url,
-            config=fast_config(retry=PATIENT_RETRY),
-            on_error=ledger.on_error,
-        ) as fuul,
-    ):
+    async with running(
+        ledger, Sandbox(limits=slow, retry_after=retry_after), retry=PATIENT_RETRY
+    ) as (sb, fuul):  # type: ignore[arg-type]
         watcher = Watcher(fuul)
         for _ in range(250):  # three batches' worth at once
             ledger.track(fuul, EVM)
@@ -272,15 +251,9 @@ async def test_server_restart_same_port_events_tracked_while_down_are_delivered(
     """The server goes away (port closed, requests in flight cut) and comes back on the
     same port a second later; events tracked meanwhile are delivered, once."""
     ledger = Ledger()
-    async with (
-        Sandbox(limits=FAST_LIMITS, faults=Faults(latency=0.02)) as sb,
-        FuulClient(
-            API_KEY,
-            base_url=sb.url,
-            config=fast_config(retry=PATIENT_RETRY),
-            on_error=ledger.on_error,
-        ) as fuul,
-    ):
+    async with running(
+        ledger, Sandbox(limits=FAST_LIMITS, faults=Faults(latency=0.02)), retry=PATIENT_RETRY
+    ) as (sb, fuul):
         watcher = Watcher(fuul)
         port = sb.port
         producing = asyncio.create_task(
