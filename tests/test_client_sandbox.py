@@ -422,3 +422,38 @@ async def test_track_refuses_an_args_key_that_cannot_be_encoded(evm_user: User) 
     async with running(Sandbox(), close_timeout=0.2) as fuul:
         with pytest.raises(ValidationError):
             fuul.track("x", evm_user, dedup_id="s-1", args={"bad\ud800key": 1})
+
+
+async def test_a_refused_batch_says_which_events_the_server_named(evm_user: User) -> None:
+    async with running(Sandbox(), check_identifier_format=False) as fuul:
+        events = [Event("trade", evm_user, f"b-{i}") for i in range(5)]
+        events[3] = Event("trade", User("0xbad", "evm_address"), "b-3")
+        with pytest.raises(BadRequestError) as info:
+            await fuul.send_batch(events)
+    bad = info.value.event_errors(len(events))
+    assert bad is not None
+    assert list(bad) == [3]
+    assert bad[3][0].startswith("[3].user.identifier")
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (["[0].name: too long", "[2].user: bad", "[2].args: bad"], {0: [...], 2: [..., ...]}),
+        (["3.user.identifier must be an address"], {3: [...]}),
+        (["[1].name: bad", "body too large"], None),  # one names no event
+        (["[7].name: bad"], None),  # outside a batch of 5
+        ("not a list", None),
+        (None, None),
+    ],
+)
+def test_event_errors_parses_indexed_messages(message: object, expected: object) -> None:
+    found = BadRequestError(400, message).event_errors(5)  # type: ignore[arg-type]
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert {k: len(v) for k, v in found.items()} == {
+            k: len(v)
+            for k, v in expected.items()  # type: ignore[attr-defined]
+        }

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -32,8 +31,6 @@ __all__ = ["Sender"]
 
 log = logging.getLogger("aiofuul")
 
-# A batch validation message that names its event: "[3].user..." or "3.user ...".
-_INDEX = re.compile(r"\[?(\d+)\]?[.:\s]")
 _monotonic = time.monotonic
 
 
@@ -417,19 +414,12 @@ class Sender:
     def _isolate(self, items: list[_Pending], error: APIError) -> None:
         """An atomic batch was refused: report the events the server named, send the rest
         again; if it named none, send each alone to find the bad ones."""
-        messages = error.message if isinstance(error.message, list) else [error.message or ""]
-        bad: dict[int, list[str]] = {}
-        for message in messages:
-            match = _INDEX.match(message)
-            if match is None or int(match.group(1)) >= len(items):
-                bad.clear()
-                break
-            bad.setdefault(int(match.group(1)), []).append(message)
-        if not bad:
+        bad = error.event_errors(len(items)) if isinstance(error, BadRequestError) else None
+        if bad is None:
             self._solo.extend(items)
             return
-        for index, found in bad.items():
-            cause = BadRequestError(error.status, found)
+        for index, messages in bad.items():
+            cause = BadRequestError(error.status, messages)
             self.ledger.settle([items[index]], "rejected", UndeliveredError("rejected", 1, cause))
         self._requeue(p for i, p in enumerate(items) if i not in bad)
 

@@ -28,6 +28,8 @@ Example::
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "APIError",
     "AuthenticationError",
@@ -45,6 +47,8 @@ __all__ = [
 ]
 
 _MAX_SHOWN = 80
+# A batch validation message that names its event: "[3].user..." or "3.user ...".
+_EVENT_INDEX = re.compile(r"\[?(\d+)\]?[.:\s]")
 
 
 def _shorten(value: object) -> str:
@@ -145,7 +149,30 @@ class APIError(FuulError):
 
 
 class BadRequestError(APIError):
-    """400: the server refused the payload. Retrying the same payload cannot help."""
+    """400: the server refused the payload. Retrying the same payload cannot help.
+
+    For a refused batch (atomic: nothing was stored), :meth:`event_errors` says which
+    events the server named, so the others can be sent again::
+
+        except BadRequestError as exc:
+            bad = exc.event_errors()  # {3: ["[3].user.identifier: ..."]}, or None
+    """
+
+    def event_errors(self, batch_size: int | None = None) -> dict[int, list[str]] | None:
+        """The server's messages by the index of the event they name (``[3].user...``
+        or ``3.user ...``), or None when any message names no event (or, given
+        ``batch_size``, an index outside the batch): then nobody knows which is bad."""
+        messages = self.message if isinstance(self.message, list) else [self.message or ""]
+        found: dict[int, list[str]] = {}
+        for message in messages:
+            match = _EVENT_INDEX.match(message)
+            if match is None:
+                return None
+            index = int(match.group(1))
+            if batch_size is not None and index >= batch_size:
+                return None
+            found.setdefault(index, []).append(message)
+        return found or None
 
 
 class AuthenticationError(APIError):

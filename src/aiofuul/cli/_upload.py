@@ -5,6 +5,7 @@ acknowledges them in order."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -93,10 +94,26 @@ class Uploader:
         try:
             result = await self.fuul.send_batch(batch.events)
             return _Outcome(result.ingested, result.skipped)
-        except BadRequestError:
-            # Atomic: one event the server refuses sinks the batch. Find which one by
-            # sending each alone (single lane); rare, since every line was validated.
-            return await self._one_by_one(batch)
+        except BadRequestError as exc:
+            # Atomic: one event the server refuses sinks the batch (rare: every line was
+            # validated). When the server names them, report those and send the rest;
+            # else find them by sending each alone (single lane).
+            bad = exc.event_errors(len(batch.events))
+            if bad is None:
+                return await self._one_by_one(batch)
+        keep = [i for i in range(len(batch.events)) if i not in bad]
+        outcome = _Outcome(rejected=[(batch.lines[i], "; ".join(bad[i])) for i in sorted(bad)])
+        if keep:
+            rest = await self._send(
+                dataclasses.replace(
+                    batch,
+                    events=[batch.events[i] for i in keep],
+                    lines=[batch.lines[i] for i in keep],
+                )
+            )
+            outcome.ingested, outcome.skipped = rest.ingested, rest.skipped
+            outcome.rejected += rest.rejected
+        return outcome
 
     async def _one_by_one(self, batch: Batch) -> _Outcome:
         outcome = _Outcome()
