@@ -31,7 +31,6 @@ __all__ = ["Sender"]
 
 log = logging.getLogger("aiofuul")
 
-_monotonic = time.monotonic
 
 
 class _Flight:
@@ -114,12 +113,11 @@ class Sender:
             if policy == "raise" and may_raise:
                 raise QueueFullError(f"queue full ({self._max_queue} events)")
             if policy != "drop_old":
-                self.ledger.drop(self.ledger.accept(event, 0.0), policy)
+                self.ledger.drop(self.ledger.accept(event), policy)
                 return
             self.ledger.drop(queue.popleft(), policy)
         ledger = self.ledger
-        ledger.tracked += 1  # ledger.accept(), inlined: this is track()'s hot path
-        queue.append(_Pending(event, ledger.tracked - 1, _monotonic()))
+        queue.append(ledger.accept(event))
         if ledger.journal is not None:
             ledger.journal.added(event)
         if not self._wake.is_set():
@@ -170,7 +168,7 @@ class Sender:
         if events:
             log.info("resending %d event(s) a previous run left in the outbox", len(events))
         for event in events:
-            self._queue.append(self.ledger.accept(event, _monotonic()))
+            self._queue.append(self.ledger.accept(event))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

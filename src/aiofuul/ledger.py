@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
@@ -30,6 +31,7 @@ OnError = Callable[[list[Event], UndeliveredError], object]
 Outcome = Literal["delivered", "duplicates", "rejected", "failed", "dropped"]
 
 _DROP_WARN_INTERVAL = 5.0
+_monotonic = time.monotonic
 
 
 class Stats(msgspec.Struct, frozen=True):
@@ -77,7 +79,8 @@ class _Pending(msgspec.Struct, gc=False):
     built per ``track()``, on the hot path."""
 
     event: Event
-    seq: int  # its place in the order of acceptance, for flush()
+    # When it was accepted (time.monotonic), strictly increasing from one event to the
+    # next: linger measures from it, and flush() orders events by it.
     enqueued: float
     attempts: int = 0
     first_try: float = 0.0
@@ -86,7 +89,7 @@ class _Pending(msgspec.Struct, gc=False):
 class _FlushWaiter:
     __slots__ = ("done", "remaining", "target")
 
-    def __init__(self, target: int, remaining: int, done: asyncio.Future[None]):
+    def __init__(self, target: float, remaining: int, done: asyncio.Future[None]):
         self.target = target
         self.remaining = remaining
         self.done = done
@@ -104,15 +107,20 @@ class Ledger:
         self._waiters: list[_FlushWaiter] = []
         self._drops_unwarned = 0
         self._drop_warned_at = -_DROP_WARN_INTERVAL
+        self._last_stamp = -math.inf
 
     def settled(self) -> int:
         """Events that reached their final counter."""
         return self.delivered + self.duplicates + self.rejected + self.failed + self.dropped
 
-    def accept(self, event: Event, enqueued: float) -> _Pending:
-        """Count an accepted event; returns what goes on the queue."""
+    def accept(self, event: Event) -> _Pending:
+        """Count an accepted event; returns what goes on the queue, stamped."""
         self.tracked += 1
-        return _Pending(event, self.tracked - 1, enqueued)
+        stamp = _monotonic()
+        if stamp <= self._last_stamp:  # a coarse clock: flush() needs a strict order
+            stamp = math.nextafter(self._last_stamp, math.inf)
+        self._last_stamp = stamp
+        return _Pending(event, stamp)
 
     def settle(
         self,
@@ -129,12 +137,12 @@ class Ledger:
         if self.journal is not None:
             self.journal.settled([p.event for p in items], outcome, error)
         if self._waiters:
-            newest = max(p.seq for p in items)
+            newest = max(p.enqueued for p in items)
             for waiter in self._waiters:
-                if newest < waiter.target:  # the usual case: all were accepted before
+                if newest <= waiter.target:  # the usual case: all were accepted before
                     waiter.remaining -= len(items)
                 else:
-                    waiter.remaining -= sum(1 for p in items if p.seq < waiter.target)
+                    waiter.remaining -= sum(1 for p in items if p.enqueued <= waiter.target)
                 if waiter.remaining <= 0 and not waiter.done.done():
                     waiter.done.set_result(None)
             self._waiters = [w for w in self._waiters if not w.done.done()]
@@ -169,5 +177,5 @@ class Ledger:
         if remaining <= 0:
             return None
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(_FlushWaiter(self.tracked, remaining, done))
+        self._waiters.append(_FlushWaiter(self._last_stamp, remaining, done))
         return done
