@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -29,8 +30,9 @@ from .transport import Action, Transport
 
 __all__ = ["Sender"]
 
-log = logging.getLogger("aiofuul")
+_event_of = operator.attrgetter("event")
 
+log = logging.getLogger("aiofuul")
 
 
 class _Flight:
@@ -270,13 +272,17 @@ class Sender:
         is promised a full batch, and takes what is there (up to that) when its slot
         comes: events that arrive while it waits fill it."""
         if lane.remote is None:
-            self._start(lane, [self._queue.popleft() for _ in range(count)])
+            self._start(lane, self._take(count))
             return
         if lane is self._batch:
             count = self._config.max_batch
         self._claimed[lane.name] += count
         self._waiting[lane.name] += 1
         self._start(lane, [], claim=count)
+
+    def _take(self, count: int) -> list[_Pending]:
+        pop = self._queue.popleft
+        return [pop() for _ in range(count)]
 
     def _start(self, lane: Lane, items: list[_Pending], claim: int = 0) -> None:
         self.in_flight += len(items)
@@ -325,7 +331,7 @@ class Sender:
             others = 0 if lane is self._single else self._claimed[self._single.name]
             take = max(0, min(flight.claim, len(self._queue) - others))
             flight.claim = 0
-            flight.items = [self._queue.popleft() for _ in range(take)]
+            flight.items = self._take(take)
             self.in_flight += take
             self._wake.set()  # another request may start waiting for the next slot
             if not take:  # the single lane, or a shutdown, took them meanwhile
@@ -340,7 +346,7 @@ class Sender:
         try:
             try:
                 body = (
-                    encode_batch([p.event for p in items])
+                    encode_batch(list(map(_event_of, items)))
                     if is_batch
                     else encode_event(items[0].event)
                 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import operator
 import time
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
@@ -32,6 +33,7 @@ Outcome = Literal["delivered", "duplicates", "rejected", "failed", "dropped"]
 
 _DROP_WARN_INTERVAL = 5.0
 _monotonic = time.monotonic
+_enqueued_of = operator.attrgetter("enqueued")
 
 
 class Stats(msgspec.Struct, frozen=True):
@@ -137,7 +139,7 @@ class Ledger:
         if self.journal is not None:
             self.journal.settled([p.event for p in items], outcome, error)
         if self._waiters:
-            newest = max(p.enqueued for p in items)
+            newest = max(map(_enqueued_of, items))
             for waiter in self._waiters:
                 if newest <= waiter.target:  # the usual case: all were accepted before
                     waiter.remaining -= len(items)

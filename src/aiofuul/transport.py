@@ -221,11 +221,16 @@ class Transport:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as resp:
-                if resp.content_length is not None and resp.content_length > self._max_bytes:
+                length = resp.content_length
+                if length is not None and length > self._max_bytes:
                     failure = (
-                        f"response of {resp.content_length} bytes exceeds "
-                        f"max_response_bytes={self._max_bytes}"
+                        f"response of {length} bytes exceeds max_response_bytes={self._max_bytes}"
                     )
+                elif length is not None and resp.headers.get("Content-Encoding") is None:
+                    # The usual case, and the fast one: the length is known and within
+                    # the cap (a compressed body could inflate past it: streamed below).
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    return Response(resp.status, await resp.read(), retry_after)
                 else:
                     data = bytearray()
                     async for chunk in resp.content.iter_chunked(65536):
