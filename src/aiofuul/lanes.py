@@ -171,8 +171,10 @@ class Lane:
                 return
             delay = self.next_free(now) - now
             if math.isinf(delay):
-                # Every slot is held by a request in flight: one will come back shortly.
-                await asyncio.sleep(0.005)
+                # Every slot of some limiter is held by a request in flight: wait for
+                # that limiter to get one back.
+                held = next(x for x in self._limiters if math.isinf(x.next_free(now)))
+                await held.wait()
                 continue
             if error is not None and now + delay > deadline:
                 raise error

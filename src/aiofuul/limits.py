@@ -171,15 +171,20 @@ class SlidingWindowLimiter:
         if self._released is not None:
             self._released.set()
 
+    async def wait(self, timeout: float | None = None) -> None:
+        """Wait until a slot is given back (:meth:`release`, :meth:`cancel`), at most
+        ``timeout`` seconds: what to await when every slot is held in flight."""
+        if self._released is None:
+            self._released = asyncio.Event()
+        self._released.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._released.wait(), timeout)
+
     async def acquire(self) -> None:
         """Wait for a free slot and take it."""
         while not self.try_acquire():
-            if self._released is None:
-                self._released = asyncio.Event()
-            self._released.clear()
             delay = self.next_free() - self._clock()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._released.wait(), None if math.isinf(delay) else delay)
+            await self.wait(None if math.isinf(delay) else delay)
 
     # -- feedback from the server ------------------------------------------------
     def pause(self, seconds: float) -> None:
