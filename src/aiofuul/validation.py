@@ -280,11 +280,10 @@ def _plain_keys(args: dict[Any, Any]) -> dict[str, Any]:
     return out
 
 
-def _plain_value(value: str | int | float) -> str | int | float | bool:
+def _plain_value(value: str | int | float) -> str | int | float:
+    # bool cannot be subclassed, so an int subclass here is never a bool.
     if isinstance(value, str):
         return str.__str__(value)
-    if isinstance(value, bool):
-        return bool(value)
     if isinstance(value, int):
         return int.__index__(value)
     return float.__float__(value)
