@@ -66,29 +66,53 @@ class ValidationError(FuulError, ValueError):
 
     ``field`` names the offending field (``user.identifier``, ``args.size``, ...),
     ``rule`` says what was expected, and the message quotes the value, truncated.
+    ``tier`` says which kind of rule refused it, and the message ends saying how to relax
+    it: 1, always refused (the API cannot take it); 2, a shape no Fuul document shows,
+    refused only with ``ClientConfig(strict=True)``; 3, an identifier format, skipped with
+    ``ClientConfig(check_identifier_format=False)``.
     """
 
-    def __init__(self, field: str, rule: str, value: object = None, *, show_value: bool = True):
+    def __init__(
+        self,
+        field: str,
+        rule: str,
+        value: object = None,
+        *,
+        show_value: bool = True,
+        tier: int = 1,
+    ):
         self.field = field
         self.rule = rule
+        self.tier = tier
         self._shown = f" (got {_shorten(value)})" if show_value else ""
-        super().__init__(f"{field}: {rule}{self._shown}")
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        return f"{self.field}: {self.rule}{self._shown} [{_TIERS[self.tier]}]"
 
     def within(self, prefix: str) -> ValidationError:
         """The same error for a field nested under ``prefix`` (``[3].`` in a batch)."""
-        err = ValidationError(prefix + self.field, self.rule, show_value=False)
-        err._shown = self._shown
-        err.args = (f"{err.field}: {err.rule}{err._shown}",)
-        return err
+        return _rebuild_validation_error(prefix + self.field, self.rule, self._shown, self.tier)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_validation_error, (self.field, self.rule, self._shown))
+        return (_rebuild_validation_error, (self.field, self.rule, self._shown, self.tier))
 
 
-def _rebuild_validation_error(field: str, rule: str, shown: str) -> ValidationError:
-    err = ValidationError(field, rule, show_value=False)
+#: What each tier of validation means, and how to relax it: the tail of every message.
+_TIERS = {
+    1: "tier 1: always refused, the API cannot take it",
+    2: (
+        "tier 2: no Fuul document shows this shape; refused because strict=True, "
+        "ClientConfig(strict=False) sends it with a warning"
+    ),
+    3: ("tier 3: identifier format; ClientConfig(check_identifier_format=False) skips this check"),
+}
+
+
+def _rebuild_validation_error(field: str, rule: str, shown: str, tier: int = 1) -> ValidationError:
+    err = ValidationError(field, rule, show_value=False, tier=tier)
     err._shown = shown
-    err.args = (f"{field}: {rule}{shown}",)
+    err.args = (err._text(),)
     return err
 
 
@@ -180,7 +204,24 @@ class AuthenticationError(APIError):
 
 
 class PermissionDeniedError(APIError):
-    """403: the API key lacks the scope this endpoint needs (``send:trigger_event``)."""
+    """403: the API key lacks the scope this endpoint needs. ``needed_scope`` names it
+    when the client knows (``send:trigger_event`` for trigger events,
+    ``send:tracking_event`` for ``pageview``/``connect_wallet``), and the message says so."""
+
+    def __init__(
+        self, status: int = 403, message: str | list[str] | None = None, needed_scope: str = ""
+    ):
+        super().__init__(status, message)
+        self.needed_scope = needed_scope
+        if needed_scope:
+            self.args = (f"{self.args[0]} (this API key needs the {needed_scope} scope)",)
+
+    def for_scope(self, needed_scope: str) -> PermissionDeniedError:
+        """The same refusal, saying which scope the request needed."""
+        return PermissionDeniedError(self.status, self.message, needed_scope)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.status, self.message, self.needed_scope))
 
 
 class NotFoundError(APIError):

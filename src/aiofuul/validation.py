@@ -1,17 +1,29 @@
 """The rules an event must obey, checked before anything is sent or queued.
 
-One copy of every rule: the client runs these on ``track()``, ``send_event`` and
-``send_batch``; the sandbox server runs the very same functions on what it receives.
-Each failure raises :class:`~aiofuul.errors.ValidationError` naming the field, the
-rule and the (truncated) value.
+Client-side validation catches mistakes early; it never refuses what the real server
+may accept. The rules come in three tiers, and every refusal says which:
 
-The identifier format checks can be switched off (``check_format=False``, or
-``FuulClient(config=ClientConfig(check_identifier_format=False))``) for users who
-know better; the identifier *type* is always checked.
+1. **Always refused**: what the wire or every documented version of the API forbids.
+   ``name`` or ``dedup_id`` not a string of 1 to 200 characters (or holding NUL), a user
+   identifier type outside the documented set, ``args`` or ``metadata`` that are not
+   JSON (non-string keys, NaN or infinity, ints beyond 64 bits, arbitrary objects), a
+   timestamp that is not milliseconds, an event nobody can be credited with.
+2. **Known shapes** of the standard ``args`` keys (:mod:`aiofuul.shapes`): every shape a
+   Fuul document shows passes as written; any other is sent with one warning per shape,
+   or refused with ``ClientConfig(strict=True)``.
+3. **Identifier formats** (evm hex, base58, ...): on by default, off with
+   ``check_format=False`` (``ClientConfig(check_identifier_format=False)``).
+
+Values are sent as the caller wrote them: dicts stay dicts, in their key order; only
+copies are taken (the caller may change its dict after ``track()`` returns) and str or
+int subclasses (Enums) become the plain values they hold. The sandbox server does not
+run these rules: it judges by its own table of the documented variants, so a rule here
+that is stricter than the documents fails a test.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -19,17 +31,21 @@ from typing import Any
 
 from .errors import ValidationError
 from .models import IDENTIFIER_TYPES, MAX_BATCH_EVENTS, Amount, Currency, Event, User
+from .shapes import METADATA_KEYS, STANDARD_ARGS, check_shape, undocumented
 
 __all__ = [
     "MAX_ID_LENGTH",
     "check_args",
     "check_dedup_id",
+    "check_metadata",
     "check_name",
     "check_timestamp",
     "check_user",
     "validate_batch",
     "validate_event",
 ]
+
+log = logging.getLogger("aiofuul")
 
 #: ``name`` and ``dedup_id`` are 1 to this many characters (the vendor's own tooling).
 MAX_ID_LENGTH = 200
@@ -40,6 +56,7 @@ _MIN_MS = 100_000_000_000
 _MAX_MS = 10_000_000_000_000
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
+_MAX_DEPTH = 32
 
 _BASE58 = "1-9A-HJ-NP-Za-km-z"
 _FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
@@ -61,12 +78,14 @@ _FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
 }
 _MAX_IDENTIFIER = 254
 _MAX_ARG_TEXT = 1 << 20
-_CURRENCY_NAMES = frozenset({"USDC", "USD", "POINT"})
-_TOKEN_TYPES = frozenset({"evm_contract", "solana_mint"})
-_INTEGER = re.compile(r"-?[0-9]+")
+# At most 20 digits: int() of a longer string is slow, and refused past 4,300 digits.
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_TYPES_TEXT = ", ".join(sorted(IDENTIFIER_TYPES))
 
 
-def _check_text(field: str, value: object, max_len: int = MAX_ID_LENGTH, min_len: int = 1) -> str:
+def _check_text(
+    field: str, value: object, max_len: int = MAX_ID_LENGTH, min_len: int = 1, nul: bool = False
+) -> str:
     if type(value) is not str:
         if not isinstance(value, str):
             raise ValidationError(field, "must be a string", value)
@@ -76,6 +95,8 @@ def _check_text(field: str, value: object, max_len: int = MAX_ID_LENGTH, min_len
         raise ValidationError(
             field, f"must be {min_len} to {max_len} characters, not {len(value)}", value
         )
+    if not nul and "\x00" in value:
+        raise ValidationError(field, "must not contain NUL characters", value)
     if not value.isascii():
         try:
             value.encode()
@@ -87,7 +108,8 @@ def _check_text(field: str, value: object, max_len: int = MAX_ID_LENGTH, min_len
 
 
 def check_name(name: object) -> str:
-    """``name``: a string of 1-200 characters, matching a trigger configured in the project."""
+    """``name``: a string of 1-200 characters, matching a trigger configured in the project
+    (case-sensitive: ``trade`` is not ``Trade``)."""
     return _check_text("name", name)
 
 
@@ -97,7 +119,7 @@ def check_dedup_id(dedup_id: object) -> str:
 
 
 def check_user(user: object, check_format: bool = True, field: str = "user") -> User:
-    """A :class:`User` with a known identifier type and (unless ``check_format`` is
+    """A :class:`User` with a documented identifier type and (unless ``check_format`` is
     False) an identifier in that type's format. Returns the user to send (a new one
     holding plain strings, when it was given str subclasses)."""
     if type(user) is not User:
@@ -106,38 +128,46 @@ def check_user(user: object, check_format: bool = True, field: str = "user") -> 
     if isinstance(kind, str) and type(kind) is not str:
         kind = str.__str__(kind)
     if type(kind) is not str or kind not in IDENTIFIER_TYPES:
-        raise ValidationError(
-            f"{field}.identifier_type",
-            "must be one of " + ", ".join(sorted(IDENTIFIER_TYPES)),
-            kind,
-        )
+        rule = "must be one of " + _TYPES_TEXT
+        if kind == "stellar_contract":
+            rule += " (stellar_contract names a currency, never a user)"
+        elif kind == "address":
+            rule += " (for an EVM wallet: evm_address)"
+        raise ValidationError(f"{field}.identifier_type", rule, kind)
     ident = _check_text(f"{field}.identifier", user.identifier, _MAX_IDENTIFIER)
     if check_format:
         pattern, rule = _FORMATS[kind]
         if pattern.fullmatch(ident) is None:
-            raise ValidationError(f"{field}.identifier", f"must be an {kind}: {rule}", ident)
+            raise ValidationError(
+                f"{field}.identifier", f"must be an {kind}: {rule}", ident, tier=3
+            )
     if ident is not user.identifier or kind is not user.identifier_type:
         return User(ident, kind)
     return user
 
 
-def check_timestamp(timestamp: object) -> int | None:
-    """``timestamp``: None, or an int of milliseconds since the epoch."""
+def check_timestamp(timestamp: object) -> int | str | None:
+    """``timestamp``: None, or milliseconds since the epoch: an int, or a string of digits
+    (as older Fuul guides send it; sent as written)."""
     if timestamp is None:
         return None
-    if type(timestamp) is not int:
+    if type(timestamp) is int:
+        ms = timestamp
+    elif type(timestamp) is str and _DIGITS.fullmatch(timestamp):
+        ms = int(timestamp)
+    else:
         raise ValidationError(
-            "timestamp", "must be an int of milliseconds since the epoch", timestamp
+            "timestamp", "must be an int (or a string of digits) of milliseconds", timestamp
         )
-    if timestamp < _MIN_MS:
-        if timestamp < 0:
+    if ms < _MIN_MS:
+        if ms < 0:
             raise ValidationError("timestamp", "must not be negative", timestamp)
         raise ValidationError(
             "timestamp",
             "looks like seconds, not milliseconds since the epoch (multiply by 1000)",
             timestamp,
         )
-    if timestamp > _MAX_MS:
+    if ms > _MAX_MS:
         raise ValidationError(
             "timestamp",
             "looks like microseconds or nanoseconds, not milliseconds since the epoch",
@@ -146,114 +176,16 @@ def check_timestamp(timestamp: object) -> int | None:
     return timestamp
 
 
-def _check_currency(field: str, value: object, check_format: bool) -> Currency:
-    if isinstance(value, Mapping):
-        unknown = set(value) - {"name", "identifier", "identifier_type", "chain_identifier"}
-        if unknown:
-            raise ValidationError(field, f"has unknown keys {sorted(map(str, unknown))}", value)
-        value = Currency(**value)
-    if type(value) is not Currency:
-        raise ValidationError(field, "must be an aiofuul.Currency or a dict of its fields", value)
-    chain = value.chain_identifier
-    if chain is not None:
-        chain = _check_text(f"{field}.chain_identifier", chain)
-    if value.name is not None:
-        if value.identifier is not None or value.identifier_type is not None:
-            raise ValidationError(
-                field, "takes a name, or an identifier and its type, not both", value
-            )
-        name = _check_text(f"{field}.name", value.name)
-        if check_format and name not in _CURRENCY_NAMES:
-            raise ValidationError(
-                f"{field}.name", "must be one of " + ", ".join(sorted(_CURRENCY_NAMES)), name
-            )
-        if name is value.name and chain is value.chain_identifier:
-            return value
-        return Currency(name=name, chain_identifier=chain)
-    ident = _check_text(f"{field}.identifier", value.identifier, _MAX_IDENTIFIER)
-    kind = value.identifier_type
-    if isinstance(kind, str) and type(kind) is not str:
-        kind = str.__str__(kind)
-    if type(kind) is not str or kind not in _TOKEN_TYPES:
-        raise ValidationError(
-            f"{field}.identifier_type",
-            "must be one of " + ", ".join(sorted(_TOKEN_TYPES)),
-            value.identifier_type,
-        )
-    if (
-        ident is value.identifier
-        and kind is value.identifier_type
-        and chain is value.chain_identifier
-    ):
-        return value
-    return Currency(identifier=ident, identifier_type=kind, chain_identifier=chain)
-
-
-def _check_amount(field: str, value: object, check_format: bool) -> Amount:
-    if isinstance(value, Mapping):
-        if set(value) != {"amount", "currency"}:
-            raise ValidationError(
-                field, "must have exactly the keys 'amount' and 'currency'", value
-            )
-        value = Amount(value["amount"], value["currency"])
-    assert type(value) is Amount
-    amount = _check_text(f"{field}.amount", value.amount)
-    if _INTEGER.fullmatch(amount) is None:
-        raise ValidationError(
-            f"{field}.amount", "must be an integer string in the currency's smallest unit", amount
-        )
-    currency = _check_currency(f"{field}.currency", value.currency, check_format)
-    if currency is not value.currency or amount is not value.amount:
-        value = Amount(amount, currency)
-    return value
-
-
-def check_args(args: object, check_format: bool = True) -> dict[str, Any] | None:
-    """``args``: None, or a dict of string keys to str, int, float (finite), bool, or an
-    :class:`Amount` (or a dict with its fields) for the standard ``value`` and ``revenue``.
-
-    Returns the args to send: always a copy (the caller may change its dict after
-    ``track()`` returns), with amount dicts made Structs.
-    """
-    if args is None:
-        return None
-    if not isinstance(args, dict):
-        raise ValidationError("args", "must be a dict of str keys to values", args)
-    converted = dict(args)
-    for key, value in converted.items():
-        kind = type(value)
-        # The common cases decided inline (ASCII keys, plain values); anything else,
-        # and every refusal with its message, goes through _check_arg.
-        if type(key) is str and key and key.isascii():
-            if kind is str:
-                if value.isascii() and len(value) <= _MAX_ARG_TEXT:
-                    continue
-            elif kind is float:
-                if value - value == 0.0:  # false for NaN and both infinities
-                    continue
-            elif kind is int:
-                if _INT_MIN <= value <= _INT_MAX:
-                    continue
-            elif kind is bool:
-                continue
-        if type(key) is not str:
-            return check_args(_plain_keys(converted), check_format)
-        checked = _check_arg(key, value, check_format)
-        if checked is not value:
-            converted[key] = checked
-    return converted
-
-
-def _check_arg(key: str, value: object, check_format: bool) -> object:
-    """One args entry, every rule: returns the value to send."""
-    if not key:
-        raise ValidationError("args", "keys must be non-empty strings", key)
-    if not key.isascii():
-        _check_text("args", key, max_len=_MAX_ARG_TEXT)
-    field = f"args.{key}"
+def _json(field: str, value: object, depth: int = 0) -> object:
+    """Tier 1: ``value`` as JSON the API can read, copied (dicts and lists) so later
+    changes by the caller never reach the queue; the Amount/Currency helpers as they are."""
     kind = type(value)
     if kind is str:
-        return _check_text(field, value, max_len=_MAX_ARG_TEXT, min_len=0)
+        return _check_text(field, value, max_len=_MAX_ARG_TEXT, min_len=0, nul=True)
+    if kind is bool or value is None:
+        return value
+    if isinstance(value, (Amount, Currency)):
+        return _helper(field, value, depth)
     if kind is int:
         if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
             raise ValidationError(field, "must fit in 64 bits", value)
@@ -262,22 +194,38 @@ def _check_arg(key: str, value: object, check_format: bool) -> object:
         if not math.isfinite(value):  # type: ignore[arg-type]
             raise ValidationError(field, "must be a finite number (no NaN or infinity)", value)
         return value
-    if kind is bool:
-        return value
-    if kind is Amount or isinstance(value, Mapping):
-        return _check_amount(field, value, check_format)
+    if depth >= _MAX_DEPTH:
+        raise ValidationError(field, f"must be nested at most {_MAX_DEPTH} deep", show_value=False)
+    if isinstance(value, Mapping):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            key = _key(field, key)
+            out[key] = _json(f"{field}.{key}", item, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_json(f"{field}[{i}]", item, depth + 1) for i, item in enumerate(value)]
     if isinstance(value, (str, int, float)):  # subclasses: str Enums, IntEnums, ...
-        return _check_arg(key, _plain_value(value), check_format)
-    raise ValidationError(field, "must be a str, int, float, bool or aiofuul.Amount", value)
+        return _json(field, _plain_value(value), depth)
+    raise ValidationError(field, "must be JSON: a str, int, float, bool, None, list or dict", value)
 
 
-def _plain_keys(args: dict[Any, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in args.items():
-        if not isinstance(key, str):
-            raise ValidationError("args", "keys must be non-empty strings", key)
-        out[str.__str__(key)] = value
-    return out
+def _helper(field: str, value: Amount | Currency, depth: int) -> Amount | Currency:
+    """An Amount or Currency, its fields held to the same JSON rules as a dict's (a new
+    one holding plain values when the caller's held str subclasses)."""
+    fields: dict[str, Any] = {name: getattr(value, name) for name in value.__struct_fields__}
+    checked: dict[str, Any] = {
+        name: item if item is None else _json(f"{field}.{name}", item, depth + 1)
+        for name, item in fields.items()
+    }
+    if all(checked[name] is fields[name] for name in fields):
+        return value
+    return type(value)(**checked)
+
+
+def _key(field: str, key: object) -> str:
+    if not isinstance(key, str):
+        raise ValidationError(field, "keys must be strings", key)
+    return _check_text(f"{field} key", key, max_len=_MAX_ARG_TEXT, min_len=0)
 
 
 def _plain_value(value: str | int | float) -> str | int | float:
@@ -289,22 +237,139 @@ def _plain_value(value: str | int | float) -> str | int | float:
     return float.__float__(value)
 
 
-def validate_event(event: object, check_format: bool = True) -> Event:
-    """Check every field of an :class:`Event`; returns the event to send (a new one
-    holding a copy of its args, amount dicts made Structs, when it has args). Raises
-    :class:`ValidationError` on the first broken rule."""
+def check_args(args: object, *, strict: bool = False) -> dict[str, Any] | None:
+    """``args``: None, or a mapping of string keys to JSON values; the standard keys
+    (``value``, ``revenue``, ``chain_id``, ...) in any shape a Fuul document shows.
+
+    Returns the args to send: always a copy, otherwise as written. An undocumented shape
+    is sent with a warning (once per shape), or refused when ``strict``."""
+    if args is None:
+        return None
+    if not isinstance(args, Mapping):
+        raise ValidationError("args", "must be a mapping (dict) of str keys to values", args)
+    converted = dict(args)
+    for key, value in converted.items():
+        kind = type(value)
+        # The common case decided inline (a short ASCII key that is not a standard one,
+        # a plain scalar value); anything else goes through _check_arg.
+        if type(key) is str and key.isascii() and key and "\x00" not in key:
+            if key not in STANDARD_ARGS:
+                if kind is str:
+                    if value.isascii() and len(value) <= _MAX_ARG_TEXT:
+                        continue
+                elif kind is float:
+                    if value - value == 0.0:  # false for NaN and both infinities
+                        continue
+                elif kind is int:
+                    if _INT_MIN <= value <= _INT_MAX:
+                        continue
+                elif kind is bool:
+                    continue
+        elif type(key) is not str:
+            return check_args({_key("args", k): v for k, v in converted.items()}, strict=strict)
+        checked = _check_arg(key, value, strict)
+        if checked is not value:
+            converted[key] = checked
+    return converted
+
+
+def _check_arg(key: str, value: object, strict: bool) -> object:
+    """One args entry, every rule: returns the value to send."""
+    key = _key("args", key)
+    if not key:
+        undocumented("args", "keys are non-empty strings", key, strict)
+    field = f"args.{key}"
+    value = _json(field, value)
+    check_shape(field, key, value, strict)
+    return value
+
+
+def check_metadata(metadata: object, *, strict: bool = False) -> dict[str, Any] | None:
+    """``metadata`` of a tracking event: None, or a mapping of string keys to JSON values;
+    the known keys (``tracking_id``, ``affiliate_id``, ``referrer_url``, ``project_id``,
+    ``source``, ``category``, ``title``, ``tag``) are strings. Unknown keys pass."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise ValidationError(
+            "metadata", "must be a mapping (dict) of str keys to values", metadata
+        )
+    checked = _json("metadata", metadata)
+    assert isinstance(checked, dict)
+    for key, value in checked.items():
+        if key in METADATA_KEYS and type(value) is not str:
+            undocumented(f"metadata.{key}", "is a string", value, strict)
+    return checked
+
+
+def _optional_text(field: str, value: object) -> str | None:
+    return None if value is None else _check_text(field, value, max_len=_MAX_ARG_TEXT)
+
+
+def _check_account_chain_id(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValidationError("account_chain_id", "must be an int (the chain id)", value)
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise ValidationError("account_chain_id", "must fit in 64 bits", value)
+    return int.__index__(value)
+
+
+_deprecation_warned = False
+
+
+def _check_user_address(value: object) -> str | None:
+    global _deprecation_warned
+    if value is None:
+        return None
+    address = _check_text("user_address", value, _MAX_IDENTIFIER)
+    if not _deprecation_warned:
+        _deprecation_warned = True
+        log.warning("user_address is deprecated by Fuul: prefer user=User(identifier, type)")
+    return address
+
+
+def _check_someone(event: Event) -> None:
+    """Tier 1: an event must name someone to credit: a user, the deprecated user_address,
+    or (a tracking event from a visitor not yet known) a ``metadata.tracking_id``."""
+    if event.user is None and event.user_address is None:
+        metadata = event.metadata
+        if not (metadata and metadata.get("tracking_id")):
+            raise ValidationError(
+                "user",
+                "is required (or user_address, or metadata.tracking_id for a tracking event)",
+                show_value=False,
+            )
+
+
+def validate_event(event: object, check_format: bool = True, *, strict: bool = False) -> Event:
+    """Check every field of an :class:`Event`; returns the event to send (a new one,
+    holding copies of its args and metadata). Raises :class:`ValidationError` on the
+    first broken rule, and warns of undocumented shapes unless ``strict``."""
     if type(event) is not Event:
         raise ValidationError("event", "must be an aiofuul.Event", event)
-    return Event(
+    checked = Event(
         check_name(event.name),
-        check_user(event.user, check_format),
+        None if event.user is None else check_user(event.user, check_format),
         check_dedup_id(event.dedup_id),
-        check_args(event.args, check_format),
+        check_args(event.args, strict=strict),
         check_timestamp(event.timestamp),
+        _check_user_address(event.user_address),
+        check_metadata(event.metadata, strict=strict),
+        _optional_text("signature", event.signature),
+        _optional_text("signature_message", event.signature_message),
+        _optional_text("signature_public_key", event.signature_public_key),
+        _check_account_chain_id(event.account_chain_id),
+        _optional_text("project_id", event.project_id),
     )
+    _check_someone(checked)
+    return checked
 
 
-def validate_batch(events: object, check_format: bool = True) -> list[Event]:
+def validate_batch(
+    events: object, check_format: bool = True, *, strict: bool = False
+) -> list[Event]:
     """Check a batch: a non-empty list of at most 100 valid events. A broken event's
     error names its index (``[3].user.identifier: ...``)."""
     if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
@@ -319,7 +384,7 @@ def validate_batch(events: object, check_format: bool = True) -> list[Event]:
     out: list[Event] = []
     for index, event in enumerate(events):
         try:
-            out.append(validate_event(event, check_format))
+            out.append(validate_event(event, check_format, strict=strict))
         except ValidationError as exc:
             raise exc.within(f"[{index}].") from None
     return out

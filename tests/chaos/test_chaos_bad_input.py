@@ -1,16 +1,22 @@
 """Bad input: hypothesis throws arbitrary Python values at every argument of ``track()``
 (and ``atrack``/``track_threadsafe``), ``send_event`` and ``send_batch``.
 
-The contract checked: each call either accepts (and then the server stores the event:
-the sandbox runs the very same validation, so "accepted" must mean "deliverable") or
-raises ``ValidationError`` whose ``field`` names the argument; never any other
-exception; and the sender survives the run and still delivers a normal event.
+The contract checked: each call either accepts or raises ``ValidationError`` whose
+``field`` names the argument; never any other exception; and the sender survives the run
+and still delivers a normal event. What the client accepts, the sandbox (which judges by
+its own table of the documented shapes) stores, with one exception: a shape no Fuul
+document shows is sent anyway (with a warning) unless the client is strict, so the
+server may refuse it. Such an event is one that ``validate_event(..., strict=True)``
+refuses (tier 2), and it then ends stored or ``rejected``, never lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
+import re
 import string
 from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
@@ -20,8 +26,10 @@ from chaos_support import UNLIMITED, Ledger, sender_alive
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+import aiofuul.shapes
 from aiofuul import (
     Amount,
+    BadRequestError,
     BatchResult,
     ClientConfig,
     Currency,
@@ -33,6 +41,7 @@ from aiofuul import (
     ValidationError,
 )
 from aiofuul.sandbox import Sandbox
+from aiofuul.validation import validate_batch, validate_event
 from conftest import API_KEY, EVM, FAST_RETRY, fast_config
 
 T = TypeVar("T")
@@ -240,6 +249,58 @@ def call_args(draw: st.DrawFn, *, event: bool = False) -> dict[str, Any]:
 events = call_args(event=True).map(lambda kw: Event(**kw))
 
 
+def _plain_json(value: object) -> bool:
+    """Whether ``value`` is JSON that validation lets through, by exact type."""
+    kind = type(value)
+    if value is None or kind is bool:
+        return True
+    if kind is str:
+        try:
+            value.encode()  # type: ignore[union-attr]
+        except UnicodeEncodeError:
+            return False
+        return True
+    if kind is int:
+        return -(2**63) <= value <= 2**64 - 1  # type: ignore[operator]
+    if kind is float:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    if kind is Amount or kind is Currency:
+        return all(_plain_json(getattr(value, f)) for f in value.__struct_fields__)  # type: ignore[union-attr]
+    if kind is list or kind is tuple:
+        return all(_plain_json(item) for item in value)  # type: ignore[union-attr]
+    if kind is dict:
+        return all(type(k) is str and _plain_json(k) and _plain_json(v) for k, v in value.items())  # type: ignore[union-attr]
+    return False
+
+
+def strict_refusal(kwargs: dict[str, Any]) -> ValidationError | None:
+    """What a strict client says of arguments the default client accepted: None, or a
+    tier 2 refusal (a shape no Fuul document shows, which the server may refuse)."""
+    fields = {**kwargs, "dedup_id": kwargs.get("dedup_id") or "placeholder"}
+    refusal: ValidationError | None = None
+    try:
+        validate_event(Event(**fields), strict=True)
+    except ValidationError as exc:
+        refusal = exc
+    assert refusal is None or refusal.tier == 2, str(refusal)
+    return refusal
+
+
+def _root(field: str) -> str:
+    """``args`` of ``args.value.currency``, ``[3].args key`` or ``args: ...``."""
+    return re.split(r"[.: ]", field.lstrip("[0123456789]."), maxsplit=1)[0]
+
+
+def check_server_refusal(
+    exc: BadRequestError, strict: ValidationError | None, kwargs: dict[str, Any]
+) -> None:
+    """A 400 is allowed only for what a strict client refuses (tier 2), and it names the
+    same part of the event."""
+    assert strict is not None, f"the client sent what the server refuses: {exc}"
+    messages = exc.message if isinstance(exc.message, list) else [str(exc.message)]
+    assert _root(strict.field) in {_root(m) for m in messages}, (str(strict), messages)
+
+
 # -- harness ---------------------------------------------------------------------------------
 
 
@@ -284,9 +345,9 @@ def check_refusal(exc: BaseException, fields: Iterable[str]) -> None:
     """A refusal is a ValidationError naming one of ``fields`` (``args.size`` names args)."""
     assert isinstance(exc, ValidationError), f"{type(exc).__name__}: {exc}"
     assert exc.field, exc
-    root = exc.field.lstrip("[0123456789].").split(".", 1)[0]
-    assert root in set(fields), (exc.field, str(exc))
+    assert _root(exc.field) in set(fields), (exc.field, str(exc))
     assert str(exc).startswith(exc.field + ":"), str(exc)
+    assert exc.tier in (1, 3), str(exc)  # tier 2 only when strict, and these clients are not
 
 
 async def assert_still_delivers(h: Harness) -> None:
@@ -304,11 +365,14 @@ _FIELDS = ("name", "user", "dedup_id", "args", "timestamp")
 
 def test_track_accepts_or_refuses_with_validation_error(harness: Harness) -> None:
     """track(), atrack() and track_threadsafe() with arbitrary arguments: a dedup id or a
-    ValidationError naming the argument. Afterwards everything accepted was stored
-    (duplicates are dedup ids hypothesis drew twice), nothing was reported, and the
-    sender is alive and delivers."""
+    ValidationError naming the argument. Afterwards everything accepted in a documented
+    shape was stored (duplicates are dedup ids hypothesis drew twice), an undocumented
+    one was stored or rejected by the server (and is the only
+    kind ever reported), and the sender is alive and delivers."""
     h = harness
     fuul = h.fuul
+    documented: set[str] = set()
+    undocumented: set[str] = set()
 
     async def once(kwargs: dict[str, Any], via: str) -> None:
         try:
@@ -322,9 +386,14 @@ def test_track_accepts_or_refuses_with_validation_error(harness: Harness) -> Non
             check_refusal(exc, _FIELDS)
             event(f"refused: {exc.field}")  # type: ignore[attr-defined]
             return
-        event("accepted")
         assert type(dedup_id) is str and dedup_id
         h.ledger.accepted.append(dedup_id)
+        if strict_refusal(kwargs) is None:
+            event("accepted")
+            documented.add(dedup_id)
+        else:
+            event("accepted, undocumented")
+            undocumented.add(dedup_id)
         await asyncio.sleep(0)  # let the sender run: intake and delivery interleave
         assert sender_alive(fuul)
 
@@ -336,7 +405,7 @@ def test_track_accepts_or_refuses_with_validation_error(harness: Harness) -> Non
     prop()
 
     async def aftermath() -> None:
-        assert len(h.ledger.accepted) > 20  # the strategies reach the happy path too
+        assert len(documented) > 20  # the strategies reach the happy path too
         # track_threadsafe hands events over with call_soon_threadsafe: let them land.
         for _ in range(100):
             if fuul.stats().tracked == len(h.ledger.accepted):
@@ -345,10 +414,14 @@ def test_track_accepts_or_refuses_with_validation_error(harness: Harness) -> Non
         assert await fuul.flush(timeout=20)
         s = fuul.stats()
         assert s.tracked == len(h.ledger.accepted)
-        assert not h.ledger.reported, [str(e) for e in h.ledger.errors[:3]]
-        assert s.delivered + s.duplicates == s.tracked, s
-        missing = [i for i in set(h.ledger.accepted) if h.sb.stored_count(i) != 1]
+        reported = set(h.ledger.reported)
+        assert not reported - undocumented, [str(e) for e in h.ledger.errors[:3]]
+        assert set(h.ledger.reasons.values()) <= {"rejected"}, h.ledger.reasons
+        assert s.delivered + s.duplicates + s.rejected == s.tracked, s
+        missing = [i for i in documented if h.sb.stored_count(i) != 1]
         assert not missing, missing[:5]
+        lost = [i for i in undocumented - documented if h.sb.stored_count(i) + (i in reported) != 1]
+        assert not lost, lost[:5]
         await assert_still_delivers(h)
 
     h.run(aftermath())
@@ -356,13 +429,16 @@ def test_track_accepts_or_refuses_with_validation_error(harness: Harness) -> Non
 
 def test_send_event_accepts_or_refuses_with_validation_error(harness: Harness) -> None:
     """send_event(): a SendResult (stored now, or the dedup id was known) or a
-    ValidationError. A BadRequestError would mean the client let through what the
-    server's identical rules refuse; any other exception is a crash."""
+    ValidationError. A BadRequestError is allowed only for a shape no Fuul document
+    shows (a strict client refuses it); any other exception is a crash."""
     h = harness
 
     async def once(kwargs: dict[str, Any]) -> None:
         try:
             result = await h.fuul.send_event(**kwargs)
+        except BadRequestError as exc:
+            check_server_refusal(exc, strict_refusal(kwargs), kwargs)
+            return
         except Exception as exc:
             check_refusal(exc, _FIELDS)
             return
@@ -379,8 +455,7 @@ def test_send_event_accepts_or_refuses_with_validation_error(harness: Harness) -
 
 
 good_events = st.builds(Event, st.just("ok"), _valid_user(), st.uuids().map(str))
-#: (events, container): the events are checked against known_bug() before they are
-#: wrapped, since an iterator cannot be looked into without consuming it.
+#: (events, container): an iterator or generator is built from the list at send time.
 batches = st.one_of(
     st.tuples(
         st.lists(st.one_of(events, good_events), max_size=5),
@@ -405,14 +480,34 @@ _WRAP = {
 }
 
 
+def check_batch_server_refusal(
+    exc: BadRequestError, strict: ValidationError | None, batch: Any
+) -> None:
+    """A 400 for a batch only when a strict client refuses it for a shape (tier 2)."""
+    assert strict is not None, f"the client sent what the server refuses: {exc}"
+    assert strict.tier == 2, str(strict)
+
+
+def _strict_batch_refusal(batch: Any) -> ValidationError | None:
+    try:
+        validate_batch(batch, strict=True)
+    except ValidationError as exc:
+        return exc
+    return None
+
+
 def test_send_batch_accepts_or_refuses_with_validation_error(harness: Harness) -> None:
     """send_batch(): a BatchResult with every event stored, or a ValidationError naming
-    the batch (``events``) or the event (``[3].user.identifier``)."""
+    the batch (``events``) or the event (``[3].user.identifier``), or (only when a strict
+    client would refuse the batch, tier 2) the server's 400."""
     h = harness
 
-    async def once(batch: Any) -> None:
+    async def once(batch: Any, strict: ValidationError | None, events: Any) -> None:
         try:
             result = await h.fuul.send_batch(batch)
+        except BadRequestError as exc:
+            check_batch_server_refusal(exc, strict, events)
+            return
         except Exception as exc:
             check_refusal(exc, ("events", "event", *_FIELDS))
             return
@@ -425,7 +520,9 @@ def test_send_batch_accepts_or_refuses_with_validation_error(harness: Harness) -
     @given(batch_and_container=batches)
     def prop(batch_and_container: tuple[Any, str]) -> None:
         batch, container = batch_and_container
-        h.run(once(_WRAP[container](batch)))
+        # Judged before it is wrapped: an iterator cannot be looked into twice.
+        strict = _strict_batch_refusal(batch)
+        h.run(once(_WRAP[container](batch), strict, batch))
 
     prop()
     h.run(assert_still_delivers(h))
@@ -461,17 +558,22 @@ async def test_send_event_args_key_with_a_lone_surrogate_is_a_validation_error(
     assert info.value.field.startswith("args")
 
 
+class _Name(str):
+    pass
+
+
 async def test_str_subclass_arguments_are_sent_or_refused(
     sandbox: Sandbox, client: FuulClient
 ) -> None:
-    class Name(str):
-        pass
-
     cases = [
-        {"name": Name("trade"), "user": EVM},
-        {"name": "trade", "user": EVM, "dedup_id": Name("sub-1")},
-        {"name": "trade", "user": User(Name(EVM.identifier), "evm_address")},
-        {"name": "trade", "user": EVM, "args": {"value": Amount(Name("5"), Currency("USD"))}},
+        {"name": _Name("trade"), "user": EVM},
+        {"name": "trade", "user": EVM, "dedup_id": _Name("sub-1")},
+        {"name": "trade", "user": User(_Name(EVM.identifier), "evm_address")},
+        {
+            "name": "trade",
+            "user": EVM,
+            "args": {_Name("value"): {"amount": _Name("5"), "currency": {"name": _Name("USD")}}},
+        },
     ]
     for kwargs in cases:
         try:
@@ -490,14 +592,41 @@ async def test_str_subclass_arguments_are_sent_or_refused(
     assert not ledger.errors, [str(e) for e in ledger.errors]
 
 
-async def test_currency_by_name_with_a_bad_chain_identifier_is_refused_client_side(
-    client: FuulClient,
+async def test_amount_struct_of_str_subclasses_is_sent_or_refused(
+    sandbox: Sandbox, client: FuulClient
 ) -> None:
-    """Found by the properties above (fixed in a901042): the client let it through, the
-    server answered 400."""
+    args = {"value": Amount(_Name("5"), Currency(_Name("USD")))}
+    try:
+        result = await client.send_event("trade", EVM, args=args)
+    except ValidationError:
+        return
+    assert sandbox.stored_count(result.dedup_id) == 1
+
+
+async def test_currency_by_name_with_a_chain_identifier_is_the_servers_call(
+    sandbox: Sandbox, client: FuulClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the properties above (a901042): the client let it through, the server
+    answered 400. No Fuul document shows a named currency with a chain_identifier, so
+    the client now sends it with one warning and the server decides (the sandbox refuses
+    it, naming the field); a strict client refuses it without sending anything."""
+    aiofuul.shapes._warned.clear()
+    caplog.set_level(logging.WARNING, logger="aiofuul")
     bad = {"value": {"amount": "1", "currency": {"name": "USD", "chain_identifier": 5}}}
-    with pytest.raises(ValidationError):
+    with pytest.raises(BadRequestError) as info:
         await client.send_event("trade", EVM, args=bad)
+    messages = info.value.message
+    assert isinstance(messages, list)
+    assert any(m.startswith("args.value.currency") for m in messages), messages
+    warned = [m for m in caplog.messages if m.startswith("args.value.currency: ")]
+    assert len(warned) == 1, caplog.messages
+    assert sandbox.stored_ids() == []
+    sent = len(sandbox.requests)
+    async with FuulClient(API_KEY, base_url=sandbox.url, config=fast_config(strict=True)) as strict:
+        with pytest.raises(ValidationError) as refused:
+            await strict.send_event("trade", EVM, args=bad)
+    assert (refused.value.field, refused.value.tier) == ("args.value.currency", 2)
+    assert len(sandbox.requests) == sent  # nothing sent
 
 
 async def test_send_batch_of_a_non_iterable_is_a_validation_error(client: FuulClient) -> None:
