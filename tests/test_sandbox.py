@@ -122,7 +122,10 @@ async def test_single_validation_messages(sb: Sandbox, http: aiohttp.ClientSessi
     assert (status, body["message"]) == (400, ["name: Expected `str`, got `int`"])
     status, body = await post(http, sb, "events", {"name": "x", "user": ev("a")["user"]})
     assert status == 400
-    assert body["message"] == ["event: Object missing required field `dedup_id`"]
+    assert body["message"] == ["dedup_id: must be 1 to 200 characters, not 0 (got '')"]
+    status, body = await post(http, sb, "events", {"user": ev("a")["user"], "dedup_id": "d"})
+    assert status == 400
+    assert body["message"] == ["event: Object missing required field `name`"]
     status, body = await post(http, sb, "events", data=b"not json")
     assert status == 400
     assert body["message"][0].startswith("body: ")
@@ -149,7 +152,12 @@ async def test_auth(http: aiohttp.ClientSession) -> None:
             got = await post(bare, sb, "events", ev("d"), headers={"Authorization": header})
             assert got == (401, unauthorized), header
         readonly = {"Authorization": "Bearer readonly"}
-        forbidden = {"message": "Forbidden: missing SendTrackingEvent scope", "statusCode": 403}
+        # A key with no send scope at all is refused before its body is read.
+        forbidden = {
+            "message": "Forbidden: this API key lacks the send:trigger_event or "
+            "send:tracking_event scope",
+            "statusCode": 403,
+        }
         assert await post(bare, sb, "events", ev("d"), headers=readonly) == (403, forbidden)
         assert await post(bare, sb, "events/batch", [ev("d")], headers=readonly) == (403, forbidden)
         params = {"user_identifier": EVM, "user_identifier_type": "evm_address", "event_name": "x"}

@@ -33,6 +33,9 @@ class Faults:
       client never learns that it succeeded.
     - ``garbage_rate``: answer a successful request (events stored) with a 2xx and an
       unreadable body, alternately ``<html>oops</html>`` and truncated JSON.
+      ``garbage_stores=False`` makes it "2xx garbage, nothing stored": the body is still
+      parsed and validated (an invalid one gets its 400), but a valid one is not stored
+      (the store is not touched at all) and is answered 201 with the garbage body.
     - ``hang_rate``: never answer; the request waits until the client gives up or the
       sandbox stops. Nothing is stored.
     - ``seed``: seeds the random choices, for reproducible runs.
@@ -46,6 +49,7 @@ class Faults:
     garbage_rate: float = 0.0
     hang_rate: float = 0.0
     seed: int | None = None
+    garbage_stores: bool = True
 
 
 def _roll(rng: random.Random, rate: float) -> bool:

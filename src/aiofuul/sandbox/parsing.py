@@ -1,9 +1,11 @@
 """Request bodies and queries to events, with the API's 400 messages.
 
 Decoding is msgspec's (:func:`aiofuul.models.decode_event`, ``decode_batch``); every rule
-beyond the types is :mod:`aiofuul.validation`'s, the very code the client runs. This
-module only turns their errors into messages shaped like the API's, where every message
-about one event of a batch starts with its index: ``[3].user.identifier: ...``.
+beyond the types is the sandbox's own table of the documented variants
+(:mod:`aiofuul.sandbox.documented`), never the client's :mod:`aiofuul.validation`: a
+client rule stricter than the docs must show up as a difference in tests. Messages are
+shaped like the API's, and every message about one event of a batch starts with its
+index: ``[3].user.identifier: ...``.
 """
 
 from __future__ import annotations
@@ -12,14 +14,20 @@ from collections.abc import Mapping
 
 import msgspec
 
-from ..errors import ValidationError
-from ..models import MAX_BATCH_EVENTS, Event, User, decode_batch, decode_event
-from ..validation import check_name, check_user, validate_batch, validate_event
+from ..models import MAX_BATCH_EVENTS, Event, decode_batch, decode_event
+from .documented import judge_event, judge_identifier_type, judge_text
 
-__all__ = ["BadRequest", "parse_batch", "parse_event", "parse_status_query"]
+__all__ = [
+    "BadRequest",
+    "parse_batch",
+    "parse_event",
+    "parse_pipeline_query",
+    "parse_status_query",
+]
 
 _AT = " - at `$"
 _STATUS_PARAMS = ("user_identifier", "user_identifier_type", "event_name")
+_MAX_IDENTIFIER = 254
 _JSON_KINDS: dict[type, str] = {
     dict: "an object",
     str: "a string",
@@ -47,7 +55,7 @@ def _type_message(exc: msgspec.ValidationError, prefix: str = "") -> str:
     path = ""
     if sep:
         text, path = head, tail.removesuffix("`").removeprefix(".")
-    # A whole-event type error has no path: name it like validate_event does.
+    # A whole-event type error has no path: name the event itself.
     return f"{prefix}{path or 'event'}: {text}"
 
 
@@ -59,21 +67,16 @@ def parse_event(body: bytes, check_format: bool) -> Event:
         raise BadRequest([_type_message(exc)]) from None
     except msgspec.DecodeError as exc:
         raise BadRequest([f"body: must be a JSON object ({exc})"]) from None
-    try:
-        return validate_event(event, check_format)
-    except ValidationError as exc:
-        raise BadRequest([str(exc)]) from None
+    messages = judge_event(event, check_format)
+    if messages:
+        raise BadRequest(messages)
+    return event
 
 
 def _length_message(events: list[object]) -> str | None:
     if 0 < len(events) <= MAX_BATCH_EVENTS:
         return None
-    try:
-        validate_batch(events)
-    except ValidationError as exc:
-        # validate_batch checks the length first, so this is its length message.
-        return str(exc)
-    return None  # pragma: no cover - validate_batch refuses every such length
+    return f"events: must hold 1 to {MAX_BATCH_EVENTS} events, not {len(events)}"
 
 
 def parse_batch(body: bytes, check_format: bool) -> list[Event]:
@@ -105,11 +108,11 @@ def parse_batch(body: bytes, check_format: bool) -> list[Event]:
     for index, item in enumerate(items):
         try:
             event = item if type(item) is Event else msgspec.convert(item, Event)
-            events.append(validate_event(event, check_format))
         except msgspec.ValidationError as exc:
             messages.append(_type_message(exc, f"[{index}]."))
-        except ValidationError as exc:
-            messages.append(str(exc.within(f"[{index}].")))
+            continue
+        messages.extend(f"[{index}].{message}" for message in judge_event(event, check_format))
+        events.append(event)
     if typed_error is not None and not messages:
         # Converting the elements one by one found nothing wrong (msgspec's decoding and
         # converting can differ at the edges): report the whole-array error, whose path
@@ -122,23 +125,38 @@ def parse_batch(body: bytes, check_format: bool) -> list[Event]:
 
 def parse_status_query(query: Mapping[str, str]) -> tuple[str, str, str]:
     """``(identifier, identifier_type, event_name)`` of a ``GET /v1/events/status``, or
-    :class:`BadRequest` for a missing parameter or an unknown identifier type."""
+    :class:`BadRequest` for a missing parameter or an unknown identifier type (the
+    reference page's ``address`` included: the message names ``evm_address``)."""
     missing = [f"{name} should not be empty" for name in _STATUS_PARAMS if not query.get(name)]
     if missing:
         raise BadRequest(missing)
     identifier = query["user_identifier"]
     kind = query["user_identifier_type"]
     name = query["event_name"]
-    messages: list[str] = []
-    try:
-        # The format is not checked: a malformed identifier simply matches nothing.
-        check_user(User(identifier, kind), check_format=False)
-    except ValidationError as exc:
-        messages.append(str(exc).replace("user.", "user_", 1))
-    try:
-        check_name(name)
-    except ValidationError as exc:
-        messages.append("event_" + str(exc))
+    # The format is not checked: a malformed identifier simply matches nothing.
+    checks = (
+        judge_identifier_type("user_identifier_type", kind),
+        judge_text("user_identifier", identifier, _MAX_IDENTIFIER),
+        judge_text("event_name", name),
+    )
+    messages = [message for message in checks if message is not None]
     if messages:
         raise BadRequest(messages)
     return identifier, kind, name
+
+
+def parse_pipeline_query(query: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
+    """``(event_id, dedup_id, event_name)`` of a ``GET /v1/events/pipeline``: either
+    ``event_id`` alone, or ``dedup_id`` and ``event_name`` (event_id then None); else
+    :class:`BadRequest`."""
+    event_id = query.get("event_id")
+    if event_id:
+        return event_id, None, None
+    dedup_id, name = query.get("dedup_id"), query.get("event_name")
+    if not dedup_id or not name:
+        raise BadRequest(["event_id should not be empty, or give both dedup_id and event_name"])
+    checks = (judge_text("dedup_id", dedup_id), judge_text("event_name", name))
+    messages = [message for message in checks if message is not None]
+    if messages:
+        raise BadRequest(messages)
+    return None, dedup_id, name

@@ -15,7 +15,7 @@ __all__ = ["RetryAfter", "Throttle", "retry_after_value"]
 RetryAfter = Literal["seconds", "http-date", "none"]
 
 #: The endpoints, named like the fields of :class:`~aiofuul.limits.Limits`.
-Endpoint = Literal["single", "batch", "status"]
+Endpoint = Literal["single", "batch", "status", "pipeline", "conversions"]
 
 
 class Throttle:
