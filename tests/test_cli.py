@@ -178,7 +178,8 @@ def test_invalid_event_and_missing_key_are_usage_errors(live: ThreadSandbox) -> 
     assert bad.returncode == 2
     assert bad.stderr.splitlines() == [
         "aiofuul: error: invalid event: user.identifier: must be an evm_address: "
-        "0x followed by 40 hex digits (got '0x123')"
+        "0x followed by 40 hex digits (got '0x123') [tier 3: identifier format; "
+        "ClientConfig(check_identifier_format=False) skips this check]"
     ]
     no_key = cli("send", "signup", "--user", EVM, "--type", "evm_address", env=env_for(live, None))
     assert no_key.returncode == 2
@@ -270,6 +271,32 @@ def test_import_reports_events_the_server_rejects(live: ThreadSandbox, tmp_path:
     assert "line 4: rejected by the server" in result.stderr
     assert re.search(r"rejected by the server\s+1\b", result.stdout)
     assert sorted(live.stored_ids()) == ["line-0", "line-1", "line-2", "line-4"]
+
+
+def test_import_sends_an_undocumented_shape_and_reports_the_servers_refusal(
+    live: ThreadSandbox, tmp_path: Path
+) -> None:
+    # No Fuul document shows a EUR currency: the client does not refuse it (the server
+    # decides), so the line is sent, with one warning, and the sandbox rejects it.
+    eur = {"value": {"amount": "1", "currency": {"name": "EUR"}}}
+    lines = [event_line(i) for i in range(5)]
+    lines[1] = event_line(1, args=eur)
+    lines[3] = event_line(3, args=eur)
+    lines[2] = event_line(2, timestamp="1717171717000")  # documented: digits in a string
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(lines))
+    result = cli("import", str(path), "--time-scale", SCALE, env=env_for(live))
+    assert result.returncode == 1
+    assert "invalid" not in result.stderr.lower()
+    assert "line 2: rejected by the server" in result.stderr
+    assert "line 4: rejected by the server" in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, result.stderr  # once per shape, not once per line
+    assert "args.value.currency.name" in warnings[0]
+    assert re.search(r"rejected by the server\s+2\b", result.stdout)
+    assert sorted(live.stored_ids()) == ["line-0", "line-2", "line-4"]
+    stored = {e.dedup_id: e for e in live.sb.events}
+    assert stored["line-2"].timestamp == "1717171717000"
 
 
 def test_import_with_a_wrong_key_stops_with_one_line(live: ThreadSandbox, tmp_path: Path) -> None:

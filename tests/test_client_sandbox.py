@@ -9,12 +9,16 @@ and passes the 2nd (drops), or fails the first four and passes the 5th (5xx erro
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import msgspec
 import pytest
 
+import aiofuul.shapes
 from aiofuul import (
     Amount,
     AuthenticationError,
@@ -31,6 +35,7 @@ from aiofuul import (
     SendResult,
     ServerError,
     TransportError,
+    UndeliveredError,
     User,
     ValidationError,
 )
@@ -72,13 +77,14 @@ async def test_send_event_is_stored_once_exactly_as_sent(
     )
     assert result == SendResult("dep-1", duplicate=False)
     assert sandbox.stored_count("dep-1") == 1
+    # Sent as written: the dict amount stays a dict (not an Amount struct).
     assert sandbox.events == [
         Event(
             "deposit",
             evm_user,
             "dep-1",
             {
-                "value": Amount("1500000", Currency(name="USDC")),
+                "value": {"amount": "1500000", "currency": {"name": "USDC"}},
                 "chain_id": 1,
                 "size": 2.5,
                 "vip": True,
@@ -87,6 +93,243 @@ async def test_send_event_is_stored_once_exactly_as_sent(
         )
     ]
     assert statuses(sandbox) == [201]
+
+
+async def test_send_event_amount_struct_is_stored_as_the_json_it_encodes_to(
+    sandbox: Sandbox, client: FuulClient, evm_user: User
+) -> None:
+    value = Amount("1500000", Currency(name="USDC"))
+    await client.send_event("deposit", evm_user, dedup_id="dep-2", args={"value": value})
+    (stored,) = sandbox.events
+    assert stored.args == {"value": msgspec.to_builtins(value)}
+
+
+#: Shapes the documents show, none in the helpers' form: each is stored exactly as
+#: written, key order included, without a warning, by a strict client too.
+DOCUMENTED_VARIANTS = {
+    "bare-currency-name": {"value": {"amount": "1000000", "currency": "USDC"}},
+    "name-and-chain-id": {
+        "revenue": {"amount": "100000", "currency": {"name": "USDC", "chain_id": 1}}
+    },
+    "usd-decimal": {"value": {"amount": "12.50", "currency": {"name": "USD"}}},
+    "token-numeric-chain": {
+        "value": {
+            "amount": "1000000",
+            "currency": {
+                "identifier": "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48",
+                "identifier_type": "evm_address",
+                "chain_identifier": 1,
+            },
+        }
+    },
+    "stellar-contract-currency": {
+        "value": {
+            "amount": "1000000",
+            "currency": {
+                "identifier": "CCW67TSZV3SSS2HXMBQ5JFGCKJNXKZM7UQUWUZPUTHXSTZLEO7SJMI75",
+                "identifier_type": "stellar_contract",
+                "chain_identifier": "stellar:pubnet",
+            },
+        }
+    },
+    "value-as-a-number": {"value": 10},
+    "amount-keys-reversed": {"value": {"currency": {"name": "POINT"}, "amount": "500"}},
+    "standard-keys": {
+        "transaction_hash": "0x5c50",
+        "chain_id": 1,
+        "token_id": "4521",
+        "github_username": "octocat",
+    },
+}
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("args", list(DOCUMENTED_VARIANTS.values()), ids=list(DOCUMENTED_VARIANTS))
+async def test_documented_variants_are_stored_exactly_as_written(
+    evm_user: User, caplog: pytest.LogCaptureFixture, args: dict[str, Any], strict: bool
+) -> None:
+    aiofuul.shapes._warned.clear()
+    caplog.set_level(logging.WARNING, logger="aiofuul")
+    sb = Sandbox()
+    async with running(sb, strict=strict) as fuul:
+        await fuul.send_event("deposit", evm_user, dedup_id="v-1", args=args)
+        fuul.track("deposit", evm_user, dedup_id="v-2", args=args)
+        assert await fuul.send_batch([Event("deposit", evm_user, "v-3", args)]) == BatchResult(1, 0)
+        assert await fuul.flush(timeout=5)
+        stored = {e.dedup_id: e for e in sb.events}
+    for dedup_id in ("v-1", "v-2", "v-3"):
+        assert stored[dedup_id].args == args
+        assert msgspec.json.encode(stored[dedup_id].args) == msgspec.json.encode(args)
+    assert not [m for m in caplog.messages if "sent anyway" in m]
+
+
+async def test_timestamp_as_a_string_of_digits_is_sent_as_a_string(
+    sandbox: Sandbox, client: FuulClient, evm_user: User
+) -> None:
+    await client.send_event("deposit", evm_user, dedup_id="ts-1", timestamp="1700000000000")
+    client.track("deposit", evm_user, dedup_id="ts-2", timestamp="1700000000001")
+    assert await client.flush(timeout=5)
+    stamps = {e.dedup_id: e.timestamp for e in sandbox.events}
+    assert stamps == {"ts-1": "1700000000000", "ts-2": "1700000000001"}
+
+
+async def test_a_tracking_event_without_a_user_is_stored(
+    sandbox: Sandbox, client: FuulClient
+) -> None:
+    await client.send_event("pageview", metadata={"tracking_id": "V1StGXR8"}, dedup_id="pv-1")
+    (stored,) = sandbox.events
+    assert stored.user is None
+    assert stored.metadata == {"tracking_id": "V1StGXR8"}
+    with pytest.raises(ValidationError) as info:
+        await client.send_event("pageview", dedup_id="pv-2")
+    assert (info.value.field, info.value.tier) == ("user", 1)
+
+
+#: Token currencies a strict client takes (its table asks for a non-empty string) and the
+#: sandbox refuses (its own limits: no NUL, 254 and 200 characters); and a timestamp of
+#: more than 20 digits (leading zeros). No Fuul document settles which side is right.
+DISAGREEMENTS = {
+    "identifier-nul": {
+        "value": {
+            "amount": "1",
+            "currency": {
+                "identifier": "0xA0b8\x00",
+                "identifier_type": "evm_contract",
+                "chain_identifier": "evm:1",
+            },
+        }
+    },
+    "identifier-255": {
+        "value": {
+            "amount": "1",
+            "currency": {
+                "identifier": "a" * 255,
+                "identifier_type": "evm_contract",
+                "chain_identifier": "evm:1",
+            },
+        }
+    },
+    "chain-identifier-201": {
+        "value": {
+            "amount": "1",
+            "currency": {
+                "identifier": "0xA0b8",
+                "identifier_type": "evm_contract",
+                "chain_identifier": "e" * 201,
+            },
+        }
+    },
+}
+
+
+@pytest.mark.parametrize("args", list(DISAGREEMENTS.values()), ids=list(DISAGREEMENTS))
+async def test_client_and_sandbox_agree_on_token_currency_text(
+    evm_user: User, args: dict[str, Any]
+) -> None:
+    sb = Sandbox()
+    async with running(sb, strict=True) as fuul:
+        try:
+            await fuul.send_event("deposit", evm_user, dedup_id="g-1", args=args)
+        except ValidationError:
+            return  # the client refuses it too: they agree
+    assert sb.stored_ids() == ["g-1"]
+
+
+async def test_client_and_sandbox_agree_on_a_long_timestamp_string(evm_user: User) -> None:
+    sb = Sandbox()
+    async with running(sb, strict=True) as fuul:
+        try:
+            await fuul.send_event(
+                "x", evm_user, dedup_id="g-2", timestamp="0" * 10 + "1700000000000"
+            )
+        except ValidationError:
+            return
+    assert sb.stored_ids() == ["g-2"]
+
+
+# -- shapes no document shows: the client sends them (with a warning), the server decides --------
+
+#: (args, the field the warning, the strict refusal and the sandbox's 400 all name)
+UNDOCUMENTED = {
+    "currency-eur": (
+        {"value": {"amount": "1", "currency": {"name": "EUR"}}},
+        "args.value.currency",
+    ),
+    "usdc-decimal": (
+        {"value": {"amount": "1.5", "currency": {"name": "USDC"}}},
+        "args.value.amount",
+    ),
+    "nested-dict": ({"meta": {"campaign": "spring"}}, "args.meta"),
+    "chain-id-string": ({"chain_id": "1"}, "args.chain_id"),
+}
+
+
+@pytest.mark.parametrize(("args", "field"), list(UNDOCUMENTED.values()), ids=list(UNDOCUMENTED))
+async def test_undocumented_shape_is_sent_with_one_warning_and_refused_by_the_server(
+    evm_user: User, caplog: pytest.LogCaptureFixture, args: dict[str, Any], field: str
+) -> None:
+    aiofuul.shapes._warned.clear()
+    caplog.set_level(logging.WARNING, logger="aiofuul")
+    sb = Sandbox()
+    async with running(sb) as fuul:
+        with pytest.raises(BadRequestError) as info:
+            await fuul.send_event("deposit", evm_user, dedup_id="u-1", args=args)
+        messages = info.value.message
+        assert isinstance(messages, list)
+        assert any(m.startswith(field) for m in messages), messages
+        with pytest.raises(BadRequestError):
+            await fuul.send_event("deposit", evm_user, dedup_id="u-2", args=args)
+    warned = [m for m in caplog.messages if "sent anyway" in m]
+    assert len(warned) == 1, warned  # once per shape, however often it is sent
+    assert warned[0].startswith(field)
+    assert statuses(sb) == [400, 400]  # sent, and not retried
+    assert sb.stored_ids() == []
+
+
+@pytest.mark.parametrize(("args", "field"), list(UNDOCUMENTED.values()), ids=list(UNDOCUMENTED))
+async def test_undocumented_shape_tracked_ends_rejected_and_spares_its_batch(
+    evm_user: User, args: dict[str, Any], field: str
+) -> None:
+    reported: list[tuple[list[str], UndeliveredError]] = []
+
+    def on_error(events: list[Event], error: UndeliveredError) -> None:
+        reported.append(([e.dedup_id for e in events], error))
+
+    sb = Sandbox()
+    async with (
+        sb,
+        FuulClient(API_KEY, base_url=sb.url, config=fast_config(), on_error=on_error) as fuul,
+    ):
+        good = [fuul.track("deposit", evm_user, args={"i": i}) for i in range(5)]
+        bad = fuul.track("deposit", evm_user, args=args)
+        good += [fuul.track("deposit", evm_user, args={"i": i}) for i in range(5, 10)]
+        assert await fuul.flush(timeout=5)
+        stats = fuul.stats()
+    assert (stats.delivered, stats.rejected) == (10, 1)
+    assert [(ids, error.reason) for ids, error in reported] == [([bad], "rejected")]
+    assert field in str(reported[0][1])
+    assert sorted(sb.stored_ids()) == sorted(good)
+
+
+@pytest.mark.parametrize(("args", "field"), list(UNDOCUMENTED.values()), ids=list(UNDOCUMENTED))
+async def test_strict_client_refuses_an_undocumented_shape_before_sending(
+    evm_user: User, args: dict[str, Any], field: str
+) -> None:
+    sb = Sandbox()
+    async with running(sb, strict=True) as fuul:
+        with pytest.raises(ValidationError) as tracked:
+            fuul.track("deposit", evm_user, args=args)
+        with pytest.raises(ValidationError) as sent:
+            await fuul.send_event("deposit", evm_user, dedup_id="s-1", args=args)
+        with pytest.raises(ValidationError) as batched:
+            await fuul.send_batch([Event("deposit", evm_user, "s-2", args)])
+        assert await fuul.flush(timeout=5)
+        assert fuul.stats().tracked == 0
+    for err in (tracked.value, sent.value, batched.value):
+        assert err.tier == 2
+        assert err.field.removeprefix("[0].").startswith(field)
+        assert str(err).endswith("sends it with a warning]")
+    assert sb.requests == []
 
 
 async def test_send_event_without_dedup_id_stores_the_generated_id(

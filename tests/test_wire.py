@@ -23,6 +23,7 @@ from aioresponses import aioresponses
 from aioresponses.core import RequestCall
 from yarl import URL
 
+import aiofuul.shapes
 from aiofuul import (
     Amount,
     APIError,
@@ -45,6 +46,7 @@ from aiofuul import (
     ServerError,
     TransportError,
     User,
+    ValidationError,
 )
 from aiofuul.transport import DEFAULT_BASE_URL, Action, action_for, parse_retry_after
 from aiofuul.transport import resolve_base_url as resolve
@@ -195,6 +197,81 @@ async def test_send_event_token_currency_omits_unset_currency_fields(
         b'{"name":"trade","user":' + USER_JSON + b',"dedup_id":"t-1","args":{"revenue":'
         b'{"amount":"7","currency":{"identifier":"0xA0b8","identifier_type":"evm_contract"}}}}'
     )
+
+
+async def test_send_event_sends_dict_args_as_written_in_their_key_order(
+    fuul: FuulClient, mocked: aioresponses
+) -> None:
+    mocked.post(EVENTS_URL, status=201)
+    args = {
+        "zeta": 1,
+        "value": {"currency": {"chain_id": 8453, "name": "USDC"}, "amount": "5"},
+        "alpha": "x",
+    }
+    await fuul.send_event("trade", EVM, dedup_id="o-1", args=args)
+    assert only_call(mocked, "POST", EVENTS_URL).kwargs["data"] == (
+        b'{"name":"trade","user":' + USER_JSON + b',"dedup_id":"o-1","args":{"zeta":1,'
+        b'"value":{"currency":{"chain_id":8453,"name":"USDC"},"amount":"5"},"alpha":"x"}}'
+    )
+
+
+async def test_send_event_timestamp_of_digits_is_sent_as_a_json_string(
+    fuul: FuulClient, mocked: aioresponses
+) -> None:
+    mocked.post(EVENTS_URL, status=201)
+    await fuul.send_event("trade", EVM, dedup_id="s-1", timestamp="1700000000123")
+    assert only_call(mocked, "POST", EVENTS_URL).kwargs["data"] == (
+        b'{"name":"trade","user":' + USER_JSON + b',"dedup_id":"s-1","timestamp":"1700000000123"}'
+    )
+
+
+async def test_send_event_tracking_event_without_user_sends_its_metadata(
+    fuul: FuulClient, mocked: aioresponses
+) -> None:
+    mocked.post(EVENTS_URL, status=201)
+    await fuul.send_event("pageview", dedup_id="p-1", metadata={"tracking_id": "V1StGXR8"})
+    assert only_call(mocked, "POST", EVENTS_URL).kwargs["data"] == (
+        b'{"name":"pageview","dedup_id":"p-1","metadata":{"tracking_id":"V1StGXR8"}}'
+    )
+
+
+async def test_send_event_undocumented_shape_is_sent_as_written_with_one_warning(
+    fuul: FuulClient, mocked: aioresponses, caplog: pytest.LogCaptureFixture
+) -> None:
+    aiofuul.shapes._warned.clear()
+    mocked.post(EVENTS_URL, status=201, repeat=True)
+    args = {"value": {"amount": "9.99", "currency": {"name": "EUR"}}}
+    await fuul.send_event("trade", EVM, dedup_id="e-1", args=args)
+    await fuul.send_event("trade", EVM, dedup_id="e-2", args=args)
+    bodies = [call.kwargs["data"] for call in calls(mocked, "POST", EVENTS_URL)]
+    assert bodies[0] == (
+        b'{"name":"trade","user":' + USER_JSON + b',"dedup_id":"e-1","args":'
+        b'{"value":{"amount":"9.99","currency":{"name":"EUR"}}}}'
+    )
+    assert len(bodies) == 2
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "aiofuul" and r.levelno == logging.WARNING and "sent anyway" in r.getMessage()
+    ]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith("args.value.currency.name: ")
+
+
+async def test_strict_client_sends_nothing_for_an_undocumented_shape(
+    mocked: aioresponses,
+) -> None:
+    mocked.post(EVENTS_URL, status=201, repeat=True)
+    args = {"value": {"amount": "9.99", "currency": {"name": "EUR"}}}
+    async with FuulClient(API_KEY, base_url=BASE, config=wire_config(strict=True)) as strict:
+        with pytest.raises(ValidationError) as info:
+            await strict.send_event("trade", EVM, dedup_id="e-1", args=args)
+        with pytest.raises(ValidationError):
+            strict.track("trade", EVM, args=args)
+        assert await strict.flush(timeout=1)
+    assert (info.value.field, info.value.tier) == ("args.value.currency.name", 2)
+    assert calls(mocked, "POST", EVENTS_URL) == []
+    assert calls(mocked, "POST", BATCH_URL) == []
 
 
 async def test_send_event_without_dedup_id_sends_a_generated_one_and_returns_it(

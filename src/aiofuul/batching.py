@@ -22,10 +22,17 @@ from collections import deque
 from collections.abc import Iterable
 
 from .config import ClientConfig
-from .errors import APIError, BadRequestError, FuulError, QueueFullError, UndeliveredError
+from .errors import (
+    APIError,
+    BadRequestError,
+    FuulError,
+    PermissionDeniedError,
+    QueueFullError,
+    UndeliveredError,
+)
 from .lanes import Lane
 from .ledger import Journal, Ledger, OnError, Stats, _Pending
-from .models import Event, _decode_ingested, encode_batch, encode_event
+from .models import Event, decode_ingested, encode_batch, encode_event, required_scope
 from .transport import Action, Transport
 
 __all__ = ["Sender"]
@@ -374,7 +381,7 @@ class Sender:
             self._release_remote(lane, token)
             action = lane.note(response, self._retry)
             if action is Action.OK:
-                ingested = _decode_ingested(response.body) if is_batch else n
+                ingested = decode_ingested(response.body) if is_batch else n
                 if ingested is None or not 0 <= ingested <= n:
                     ingested = n  # a 2xx stored them all, whatever its body says
                 if is_batch:
@@ -397,6 +404,8 @@ class Sender:
                     items, "rejected", UndeliveredError("rejected", n, response.error())
                 )
             else:
+                if isinstance(lane.stopped, PermissionDeniedError):
+                    lane.stopped = lane.stopped.for_scope(required_scope(items[0].event.name))
                 first = lane.name not in self._stop_logged
                 if first:
                     self._stop_logged.add(lane.name)

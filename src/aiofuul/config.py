@@ -74,7 +74,13 @@ class ClientConfig:
     limits), the rate at which batch slots come back."""
     check_identifier_format: bool = True
     """Check the identifier's format for its type (hex lengths, base58, ...); the type
-    itself is always checked."""
+    itself is always checked (validation tier 3)."""
+    strict: bool = False
+    """Refuse ``args`` shapes that no Fuul document shows (validation tier 2) instead of
+    sending them with one warning per shape."""
+    check_event_names: bool = False
+    """Fetch the project's conversions once (``async with`` or :meth:`FuulClient.start`)
+    and warn when ``track()`` gets a name no trigger has (refuse it when ``strict``)."""
     allow_insecure_http: bool = False
     """Allow a plain ``http://`` base URL that is not loopback (the key would travel
     in clear)."""

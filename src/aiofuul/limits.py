@@ -60,6 +60,10 @@ class Limits:
     batch: RateLimit = field(default_factory=lambda: RateLimit(10, 60.0))
     status: RateLimit = field(default_factory=lambda: RateLimit(100, 60.0))
     shared: RateLimit | None = None
+    pipeline: RateLimit = field(default_factory=lambda: RateLimit(100, 60.0))
+    """``GET /v1/events/pipeline`` (documented: 100 a minute)."""
+    conversions: RateLimit = field(default_factory=lambda: RateLimit(100, 60.0))
+    """``GET /v1/conversions`` (not published: assumed the standard 100 a minute)."""
 
     def scaled(self, time_scale: float) -> Limits:
         """Every period multiplied by ``time_scale``: ``DEFAULT_LIMITS.scaled(1/60)``
@@ -69,10 +73,12 @@ class Limits:
             self.batch.scaled(time_scale),
             self.status.scaled(time_scale),
             self.shared.scaled(time_scale) if self.shared else None,
+            self.pipeline.scaled(time_scale),
+            self.conversions.scaled(time_scale),
         )
 
 
-#: The documented limits of the Fuul API: 100/min single and status, 10/min batch.
+#: The documented limits of the Fuul API: 100/min single, status and pipeline, 10/min batch.
 DEFAULT_LIMITS = Limits()
 
 # After a 429, capacity drops to this fraction of what was in use ...

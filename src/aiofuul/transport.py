@@ -173,8 +173,14 @@ class Transport:
         timeout: float,
         max_response_bytes: int,
         session: aiohttp.ClientSession | None = None,
+        project_id: str | None = None,
     ):
         self.base_url = base_url
+        # Every request carries ?project_id= when the client works for one project (as
+        # the official SDK does); a direct call may name another.
+        self._params: Mapping[str, str] | None = (
+            None if project_id is None else {"project_id": project_id}
+        )
         self._headers: Mapping[str, str] = {
             "Authorization": f"Bearer {api_key}",
             "User-Agent": USER_AGENT,
@@ -210,6 +216,8 @@ class Transport:
         """Send one request; raise :class:`TransportError` when no readable answer came."""
         session = self._get_session()
         headers = self._headers if body is None else self._json_headers
+        if self._params is not None:
+            params = self._params if params is None else {**self._params, **params}
         failure: str
         try:
             async with session.request(

@@ -125,6 +125,12 @@ class Uploader:
                     dedup_id=event.dedup_id,
                     args=event.args,
                     timestamp=event.timestamp,
+                    metadata=event.metadata,
+                    user_address=event.user_address,
+                    signature=event.signature,
+                    signature_message=event.signature_message,
+                    signature_public_key=event.signature_public_key,
+                    account_chain_id=event.account_chain_id,
                 )
             except BadRequestError as exc:
                 outcome.rejected.append((line, str(exc)))

@@ -47,10 +47,12 @@ def _list(ns: argparse.Namespace) -> int:
     for letter in letters:
         when = datetime.datetime.fromtimestamp(letter.failed_at, datetime.timezone.utc)
         event = letter.event
-        print(
-            f"{letter.dedup_id}\t{when:%Y-%m-%dT%H:%M:%SZ}\t{event.name}\t"
-            f"{event.user.identifier_type}:{event.user.identifier}\t{letter.reason}"
+        who = (
+            f"{event.user.identifier_type}:{event.user.identifier}"
+            if event.user is not None
+            else event.user_address or (event.metadata or {}).get("tracking_id", "-")
         )
+        print(f"{letter.dedup_id}\t{when:%Y-%m-%dT%H:%M:%SZ}\t{event.name}\t{who}\t{letter.reason}")
     print(f"{len(letters)} dead letter(s); {pending_count(ns.file)} event(s) waiting to be sent")
     return EXIT_OK
 

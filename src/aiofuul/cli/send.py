@@ -23,12 +23,12 @@ example:
       --type evm_address --arg chain_id=1 --arg tx:str=0xabc --dedup-id dep-0xabc"""
 
 
-def add_user_arguments(parser: argparse.ArgumentParser) -> None:
+def add_user_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """``--user ID --type TYPE``."""
-    parser.add_argument("--user", required=True, metavar="ID", help="the user's identifier")
+    parser.add_argument("--user", required=required, metavar="ID", help="the user's identifier")
     parser.add_argument(
         "--type",
-        required=True,
+        required=required,
         dest="identifier_type",
         metavar="TYPE",
         help="its type: evm_address, solana_address, xrpl_address, sui_address, "
