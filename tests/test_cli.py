@@ -155,6 +155,26 @@ def test_send_created_then_duplicate_and_status(live: ThreadSandbox) -> None:
     assert (status.returncode, status.stdout) == (0, "created\n"), status.stderr
 
 
+def test_status_pipeline_shows_what_became_of_an_event(live: ThreadSandbox) -> None:
+    env = env_for(live)
+    user = ["--user", EVM, "--type", "evm_address", "--time-scale", SCALE]
+    pipeline = ["status", "--pipeline", "--dedup-id", "swap-1", "--event", "swap"]
+    missing = cli(*pipeline, "--time-scale", SCALE, env=env)
+    assert (missing.returncode, missing.stdout) == (1, "not found\n"), missing.stderr
+    sent = cli("send", "swap", *user, "--dedup-id", "swap-1", env=env)
+    assert sent.returncode == 0, sent.stderr
+    found = cli(*pipeline, "--time-scale", SCALE, "--wait", "5", env=env)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.splitlines() == [
+        "trigger execution: success",
+        "attributions: 1",
+        "payouts: 1",
+        "movements: 0",
+    ]
+    usage = cli("status", "--pipeline", "--dedup-id", "swap-1", env=env)
+    assert usage.returncode == 2 and "--event-id, or --dedup-id with --event" in usage.stderr
+
+
 def test_wrong_api_key_is_one_clear_line(live: ThreadSandbox) -> None:
     wrong = "sk_wrong_key_must_not_be_printed"
     args = ["send", "signup", "--user", "ada@example.com", "--type", "email"]
