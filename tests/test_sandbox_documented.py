@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from aiofuul.limits import Limits, RateLimit
 from aiofuul.models import Event
-from aiofuul.sandbox import Faults, Sandbox, documented, parsing, server
+from aiofuul.sandbox import Faults, Sandbox, documented, parsing, reads, sends, server
 from aiofuul.sandbox.documented import judge_event
 
 EVM = "0x52908400098527886E0F7030069857D2E4169EE7"
@@ -301,7 +301,7 @@ async def get(
 
 # -- (a) every documented variant is accepted ---------------------------------------------
 def test_the_sandbox_does_not_import_the_client_validation() -> None:
-    for module in (documented, parsing, server):
+    for module in (documented, parsing, reads, sends, server):
         tree = ast.parse(inspect.getsource(module))
         imported = [
             node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)

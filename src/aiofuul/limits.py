@@ -24,8 +24,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
-__all__ = ["DEFAULT_LIMITS", "Limits", "RateLimit", "SlidingWindowLimiter"]
+__all__ = ["DEFAULT_LIMITS", "LaneName", "Limits", "RateLimit", "SlidingWindowLimiter"]
+
+#: The endpoints' names: the fields of :class:`Limits` that hold one endpoint's limit.
+LaneName = Literal["single", "batch", "status", "pipeline", "conversions"]
 
 
 @dataclass(frozen=True)

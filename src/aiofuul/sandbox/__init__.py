@@ -13,7 +13,9 @@ Run one from the command line with ``python -m aiofuul.sandbox --port 8080``.
 
 from __future__ import annotations
 
+from .exchange import RecordedRequest
 from .faults import Faults
-from .server import RecordedRequest, RetryAfter, Sandbox
+from .server import Sandbox
+from .throttle import RetryAfter
 
 __all__ = ["Faults", "RecordedRequest", "RetryAfter", "Sandbox"]

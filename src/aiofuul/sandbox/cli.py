@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from ..limits import DEFAULT_LIMITS, Limits, RateLimit
 from .faults import Faults
-from .server import SEND_SCOPES, Sandbox
+from .sends import SEND_SCOPES
+from .server import Sandbox
 
 __all__ = [
     "add_limit_arguments",
@@ -83,6 +84,18 @@ def _positive(text: str) -> float:
 
 def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the sandbox's options (host, port, keys, limits, faults) to ``parser``."""
+    _add_server_arguments(parser)
+    _add_rate_arguments(parser)
+    _add_fault_arguments(parser)
+    parser.add_argument(
+        "--no-format-check",
+        dest="check_format",
+        action="store_false",
+        help="accept identifiers in any format (their type is still checked)",
+    )
+
+
+def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
         "--port", type=int, default=8080, help="port to listen on (0: any free port)"
@@ -95,6 +108,9 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept this API key (repeatable); without scopes it has them all, "
         "'KEY:' has none (read-only). No --key: any key is accepted",
     )
+
+
+def _add_rate_arguments(parser: argparse.ArgumentParser) -> None:
     add_limit_arguments(parser, "limit of the {} endpoint per key")
     parser.add_argument(
         "--shared-limit",
@@ -116,6 +132,9 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         default="seconds",
         help="form of the Retry-After header on a 429",
     )
+
+
+def _add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--error-rate", type=_fraction, default=0.0, help="fraction of 5xx")
     parser.add_argument(
         "--latency", type=_seconds, default=0.0, help="seconds added to each request"
@@ -136,12 +155,6 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         "--hang-rate", type=_fraction, default=0.0, help="fraction of requests never answered"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault injection")
-    parser.add_argument(
-        "--no-format-check",
-        dest="check_format",
-        action="store_false",
-        help="accept identifiers in any format (their type is still checked)",
-    )
 
 
 def _keys(specs: Sequence[str] | None) -> dict[str, set[str]] | None:

@@ -1,4 +1,5 @@
-"""The failures a :class:`~aiofuul.sandbox.Sandbox` can inject, and the bodies it sends with them.
+"""The failures a :class:`~aiofuul.sandbox.Sandbox` can inject, the dice that choose them, and
+the bodies it sends with them.
 
 Every rate is the probability (0.0 to 1.0) that one request suffers that fault; all
 default to off. The fields are plain attributes, so a test can change them while the
@@ -17,7 +18,7 @@ from http import HTTPStatus
 
 import msgspec
 
-__all__ = ["Faults"]
+__all__ = ["Dice", "Faults", "error_body", "roll"]
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Faults:
     garbage_stores: bool = True
 
 
-def _roll(rng: random.Random, rate: float) -> bool:
+def roll(rng: random.Random, rate: float) -> bool:
     """True with probability ``rate``; draws nothing when the fault is off, so turning one
     fault on does not change the random sequence another seeded fault sees."""
     return rate > 0.0 and (rate >= 1.0 or rng.random() < rate)
@@ -65,7 +66,7 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-def _error_body(rng: random.Random, status: int) -> tuple[bytes, str]:
+def error_body(rng: random.Random, status: int) -> tuple[bytes, str]:
     """A body and content type for an injected error: what a proxy in front of the API
     (HTML) or the API itself (JSON) would send."""
     title = f"{status} {_phrase(status)}"
@@ -81,3 +82,33 @@ def _garbage_body(good: bytes, html: bool) -> tuple[bytes, str]:
     if html:
         return b"<html>oops</html>", "text/html"
     return good[: max(1, len(good) // 2)], "application/json"
+
+
+class Dice:
+    """The faults' random choices: one sequence seeded by ``Faults.seed``, started again
+    when the faults or their seed change, so that a seeded run repeats its faults."""
+
+    def __init__(self) -> None:
+        self._rng = random.Random()
+        self._rng_for: tuple[Faults, int | None] | None = None
+        self._garbage_html = True
+
+    def reset(self) -> None:
+        """Start the sequence again from the seed (and the garbage bodies from HTML)."""
+        self._rng_for = None
+        self._garbage_html = True
+
+    def rng(self, faults: Faults) -> random.Random:
+        """The random source of ``faults``, reseeded when they or their seed changed."""
+        last = self._rng_for
+        # Identity, not equality: a new Faults object starts a new sequence.
+        if last is None or last[0] is not faults or last[1] != faults.seed:
+            self._rng = random.Random(faults.seed)
+            self._rng_for = (faults, faults.seed)
+        return self._rng
+
+    def garbage_body(self, good: bytes) -> tuple[bytes, str]:
+        """An unreadable body standing in for ``good``: HTML and cut JSON in turn."""
+        body = _garbage_body(good, self._garbage_html)
+        self._garbage_html = not self._garbage_html
+        return body

@@ -47,6 +47,12 @@ class BadRequest(Exception):
         self.messages = messages
         self.events = events
 
+    def body(self) -> bytes:
+        """The body of the 400, shaped like the API's."""
+        return msgspec.json.encode(
+            {"message": self.messages, "error": "Bad Request", "statusCode": 400}
+        )
+
 
 def _type_message(exc: msgspec.ValidationError, prefix: str = "") -> str:
     """msgspec's "Expected `str`, got `int` - at `$.name`" as "<prefix>name: Expected ..."."""

@@ -53,10 +53,6 @@ class EventStore:
         """Count one request carrying these dedup ids (each counted once per request)."""
         self._seen.update(set(dedup_ids))
 
-    def has(self, dedup_id: str) -> bool:
-        """Whether an event with this dedup id is stored."""
-        return dedup_id in self._index
-
     def add(self, event: Event, now: float | None = None) -> bool:
         """Store ``event`` (at ``now``, ``time.monotonic()`` by default) unless its dedup id
         is known; True when stored."""

@@ -7,15 +7,12 @@ import time
 from email.utils import formatdate
 from typing import Literal
 
-from ..limits import Limits, RateLimit, SlidingWindowLimiter
+from ..limits import LaneName, Limits, RateLimit, SlidingWindowLimiter
 
 __all__ = ["RetryAfter", "Throttle", "retry_after_value"]
 
 #: How a 429 tells when to come back: ``Retry-After`` in seconds, as an HTTP date, or not.
 RetryAfter = Literal["seconds", "http-date", "none"]
-
-#: The endpoints, named like the fields of :class:`~aiofuul.limits.Limits`.
-Endpoint = Literal["single", "batch", "status", "pipeline", "conversions"]
 
 
 class Throttle:
@@ -36,12 +33,12 @@ class Throttle:
             limiter = self._limiters[key_id, name] = SlidingWindowLimiter(limit)
         return limiter
 
-    def admit(self, key_id: str, endpoint: Endpoint, now: float) -> float | None:
+    def admit(self, key_id: str, lane: LaneName, now: float) -> float | None:
         """Count the request and return None, or return the seconds until a slot frees.
         A refused request is not counted."""
         limits = self.limits
-        own: RateLimit = getattr(limits, endpoint)
-        limiters = [self._limiter(key_id, endpoint, own)]
+        own: RateLimit = getattr(limits, lane)
+        limiters = [self._limiter(key_id, lane, own)]
         if limits.shared is not None:
             limiters.append(self._limiter(key_id, "shared", limits.shared))
         free = max(limiter.next_free(now) for limiter in limiters)

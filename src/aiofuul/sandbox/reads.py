@@ -1,0 +1,173 @@
+"""The read endpoints: ``GET events/status``, ``GET events/pipeline`` and ``GET conversions``.
+
+Each answer is ``(status, body)`` for a query, or
+:class:`~aiofuul.sandbox.parsing.BadRequest`. What the sandbox makes up (conversions,
+executions, attributions, payouts) has ids derived from the stored event's, so repeated
+polls see the same ids.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+
+from ..models import Event
+from .parsing import parse_pipeline_query, parse_status_query
+from .store import EventStore, StoredEvent
+
+__all__ = ["answer_conversions", "answer_pipeline", "answer_status", "default_conversions"]
+
+_ID_SPACE = uuid.UUID("6f1c3f0e-4b0e-4d5c-9a59-5a4e2f2a7c11")
+_DEFAULT_TRIGGERS = ("trade", "deposit", "swap", "custom_conversion", "pageview", "connect_wallet")
+_CONFIGURED_AT = "2026-01-01T00:00:00.000Z"
+_CREATED_TRUE = msgspec.json.encode({"created": True})
+_CREATED_FALSE = msgspec.json.encode({"created": False})
+_EVENT_NOT_FOUND = msgspec.json.encode({"message": "Event not found", "statusCode": 404})
+
+
+def _made_up_id(*parts: str) -> str:
+    """A uuid that is the same every time for the same parts (stable across polls)."""
+    return str(uuid.uuid5(_ID_SPACE, "/".join(parts)))
+
+
+def _iso(wall: float) -> str:
+    moment = datetime.fromtimestamp(wall, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def default_conversions() -> list[dict[str, Any]]:
+    """One conversion whose triggers are the event names the docs use."""
+    triggers = [
+        {
+            "id": _made_up_id("trigger", name),
+            "name": name,
+            "description": f"Fires on {name} events (sandbox)",
+            "type": "off-chain-event",
+        }
+        for name in _DEFAULT_TRIGGERS
+    ]
+    conversion = {
+        "id": _made_up_id("conversion", "sandbox"),
+        "external_id": 1,
+        "name": "Sandbox conversion",
+        "slug": "sandbox-conversion",
+        "triggers": triggers,
+        "payout_terms": [],
+        "created_at": _CONFIGURED_AT,
+        "updated_at": _CONFIGURED_AT,
+    }
+    return [conversion]
+
+
+def answer_status(store: EventStore, query: Mapping[str, str]) -> tuple[int, bytes]:
+    """``GET events/status``: whether any stored event has this user and name."""
+    triple = parse_status_query(query)
+    return 200, _CREATED_TRUE if store.created(*triple) else _CREATED_FALSE
+
+
+def answer_conversions(conversions: Sequence[Mapping[str, Any]]) -> tuple[int, bytes]:
+    """``GET conversions``: ``conversions``, as they are."""
+    return 200, msgspec.json.encode(conversions)
+
+
+def answer_pipeline(
+    store: EventStore,
+    query: Mapping[str, str],
+    conversions: Sequence[Mapping[str, Any]],
+    pipeline_status: str,
+    pipeline_delay: float,
+) -> tuple[int, bytes]:
+    """``GET events/pipeline``: what became of one stored event, as of now. It is
+    ``"pending"`` until ``pipeline_delay`` seconds after it was stored, then
+    ``pipeline_status`` (``"success"``: attributed to the conversion one of whose
+    triggers has its name, with one payout)."""
+    event_id, dedup_id, name = parse_pipeline_query(query)
+    record: StoredEvent | None
+    if event_id is not None:
+        record = store.lookup_id(event_id)
+    else:
+        assert dedup_id is not None
+        record = store.lookup(dedup_id)
+        if record is not None and record.event.name != name:
+            record = None
+    if record is None:
+        return 404, _EVENT_NOT_FOUND
+    done = time.monotonic() - record.at >= pipeline_delay
+    status = pipeline_status if done else "pending"
+    success = done and status == "success"
+    done_at = _iso(record.wall + pipeline_delay)
+    answer = {
+        "event": {**msgspec.to_builtins(record.event), "id": record.id},
+        "trigger_executions": [_execution(record, status, done)],
+        "attributions": [_attribution(record, conversions, done_at)] if success else [],
+        "payouts": [_payout(record, done_at)] if success else [],
+        "movements": [],
+        "project_id": query.get("project_id"),  # another field no client knows
+    }
+    return 200, msgspec.json.encode(answer)
+
+
+def _execution(record: StoredEvent, status: str, done: bool) -> dict[str, Any]:
+    details = None
+    if done and status != "success":
+        details = f"sandbox pipeline_status is {status!r}: nothing was attributed"
+    return {
+        "id": _made_up_id(record.id, "execution"),
+        "trigger_name": record.event.name,
+        "status": status,
+        "status_details": details,
+        "created_at": _iso(record.wall),
+        "sandbox": True,  # a field no client knows: it must be tolerated
+    }
+
+
+def _payout(record: StoredEvent, created_at: str) -> dict[str, Any]:
+    return {
+        "id": _made_up_id(record.id, "payout"),
+        "amount": "0",
+        "currency": "POINT",
+        "status": "pending",
+        "created_at": created_at,
+    }
+
+
+def _attribution(
+    record: StoredEvent, conversions: Sequence[Mapping[str, Any]], created_at: str
+) -> dict[str, Any]:
+    """The attribution of a processed event to the conversion one of whose triggers
+    has its name (none: the conversion fields are null)."""
+    conversion = _conversion_of(conversions, record.event.name)
+    return {
+        "id": _made_up_id(record.id, "attribution"),
+        "conversion_id": conversion.get("id"),
+        "conversion_name": conversion.get("name"),
+        "user_identifier": _who(record.event),
+        "attributor": None,
+        "created_at": created_at,
+    }
+
+
+def _conversion_of(conversions: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any]:
+    """The first conversion with a trigger named ``name``, or an empty mapping."""
+    for conversion in conversions:
+        triggers = conversion.get("triggers")
+        if isinstance(triggers, list) and any(
+            isinstance(t, Mapping) and t.get("name") == name for t in triggers
+        ):
+            return conversion
+    return {}
+
+
+def _who(event: Event) -> str | None:
+    """Whom the event is attributed to: the user, the deprecated address, or the tracking id."""
+    if event.user is not None:
+        return event.user.identifier
+    if event.user_address is not None:
+        return event.user_address
+    tracking = (event.metadata or {}).get("tracking_id")
+    return tracking if isinstance(tracking, str) else None
