@@ -11,7 +11,9 @@ held at "now + timeout" while in flight and moved to the release time after.
 When Redis is unreachable the client keeps going on its local limiter at
 ``fallback_fraction`` of each limit (a quarter by default: safe for four workers),
 says so once in the log and in ``stats().shared_limiter_down``, and tries Redis again
-every ``retry_interval`` seconds.
+every ``retry_interval`` seconds. "Unreachable" means a connection or timeout error, or
+a server that cannot take writes for now (loading its data, a read-only replica after a
+failover, out of memory); any other error Redis answers is a bug and is raised.
 
 Needs ``redis`` (``pip install 'aiofuul[redis]'``).
 """
@@ -79,6 +81,7 @@ class RedisLimiter:
     ):
         try:
             import redis.asyncio as aioredis
+            from redis import exceptions as rx
         except ImportError:  # pragma: no cover - depends on the environment
             raise ImportError(
                 "FuulClient(limiter='redis://...') needs redis: pip install 'aiofuul[redis]'"
@@ -88,8 +91,21 @@ class RedisLimiter:
         self._hold_ms = int(hold * 1000) + 1000
         self._fraction = fallback_fraction
         self._retry_interval = retry_interval
+        # A Script re-sends its source when Redis answers NOSCRIPT (its script cache was
+        # emptied by a restart or SCRIPT FLUSH), so acquire() and release() never see it.
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._release = self._redis.register_script(_RELEASE)
+        # Redis unreachable or unable to serve us for now; BusyLoadingError (still loading
+        # its data) is a ConnectionError. Anything else (a ResponseError for a bad
+        # script or argument, a TypeError) is a bug, and falling back would hide it.
+        self._unavailable: tuple[type[BaseException], ...] = (
+            rx.ConnectionError,
+            rx.TimeoutError,
+            rx.ReadOnlyError,
+            rx.OutOfMemoryError,
+            OSError,
+            asyncio.TimeoutError,
+        )
         self._down_until = 0.0
         self.down = False
         self._local: list[SlidingWindowLimiter] = []
@@ -110,7 +126,8 @@ class RedisLimiter:
 
     async def acquire(self, windows: list[tuple[str, RateLimit]]) -> str | None:
         """Wait for a slot in every window; returns its token, or None while Redis is
-        down (the local limiters, lowered, are then the only guard)."""
+        down (the local limiters, lowered, are then the only guard). Any other error
+        from Redis (a bug) is raised."""
         keys, args = self._keys(windows)
         member = secrets.token_hex(8)
         while True:
@@ -118,7 +135,7 @@ class RedisLimiter:
                 return None
             try:
                 wait_ms = int(await self._acquire(keys=keys, args=[member, self._hold_ms, *args]))
-            except Exception as exc:  # redis.ConnectionError, TimeoutError, ...
+            except self._unavailable as exc:
                 self._went_down(exc)
                 return None
             self._came_back()
@@ -133,11 +150,11 @@ class RedisLimiter:
         keys, _ = self._keys(windows)
         try:
             await self._release(keys=keys, args=[token])
-        except Exception as exc:
+        except self._unavailable as exc:
             # The slot stays held until its hold runs out: slower, never unsafe.
             self._went_down(exc)
 
-    def _went_down(self, exc: Exception) -> None:
+    def _went_down(self, exc: BaseException) -> None:
         self._down_until = time.monotonic() + self._retry_interval
         if not self.down:
             self.down = True
@@ -159,4 +176,5 @@ class RedisLimiter:
                 limiter.set_ceiling(1.0)
 
     async def close(self) -> None:
+        """Close the connections to Redis."""
         await self._redis.aclose()

@@ -1,5 +1,10 @@
-"""HTTP: one aiohttp session, the base URL and its safety rules, reading responses
-with a size cap, the ``Retry-After`` parser, and what each status code means.
+"""HTTP: the :class:`Transport` seam, its aiohttp implementation (one keep-alive session,
+responses read with a size cap), the base URL and its safety rules, the ``Retry-After``
+parser, and what each status code means.
+
+Everything the client sends goes through one :class:`Transport`: by default an
+:class:`AiohttpTransport`; in unit tests, :class:`aiofuul.testing.MockTransport` (no
+network); anything else with the same two methods will do.
 
 The status table (:func:`action_for`) is the one place that decides, for direct calls
 and the background sender alike, whether a response is a success, a duplicate, worth
@@ -18,6 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Protocol, runtime_checkable
 
 import aiohttp
 import msgspec
@@ -26,7 +32,17 @@ import yarl
 from ._version import __version__
 from .errors import APIError, FuulError, TransportError, error_for_status
 
-__all__ = ["DEFAULT_BASE_URL", "Action", "action_for", "parse_retry_after", "resolve_base_url"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "Action",
+    "AiohttpTransport",
+    "InsecureURLError",
+    "Response",
+    "Transport",
+    "action_for",
+    "parse_retry_after",
+    "resolve_base_url",
+]
 
 #: Production base URL (the official JS SDK's default).
 DEFAULT_BASE_URL = "https://api.fuul.xyz/api/v1/"
@@ -84,6 +100,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, seconds)
 
 
+class InsecureURLError(ValueError):
+    """A plain ``http://`` base URL off loopback, refused because the API key would
+    travel in clear (see :func:`resolve_base_url`)."""
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -97,7 +118,8 @@ def resolve_base_url(base_url: str | None, allow_insecure_http: bool = False) ->
     """The base URL to use: ``base_url``, else ``$FUUL_BASE_URL``, else production.
 
     Always ends with ``/``. A plain ``http://`` URL is refused unless its host is
-    loopback (the sandbox) or ``allow_insecure_http`` is set: the key would travel in clear.
+    loopback (the sandbox) or ``allow_insecure_http`` is set: the key would travel in clear
+    (:class:`InsecureURLError`, a :class:`ValueError` like every other refusal here).
     """
     url = base_url or os.environ.get("FUUL_BASE_URL") or DEFAULT_BASE_URL
     try:
@@ -112,7 +134,7 @@ def resolve_base_url(base_url: str | None, allow_insecure_http: bool = False) ->
             "base_url must not carry credentials (user:password@); the API key is the only one"
         )
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.host):
-        raise ValueError(
+        raise InsecureURLError(
             f"refusing plain-http base_url {url!r}: the API key would travel in clear; "
             "use https, or ClientConfig(allow_insecure_http=True) if you really mean it"
         )
@@ -150,6 +172,7 @@ class Response:
 
     @property
     def action(self) -> Action:
+        """What the status means (:func:`action_for`)."""
         return action_for(self.status)
 
     def error(self) -> APIError:
@@ -157,8 +180,38 @@ class Response:
         return error_for_status(self.status, _server_message(self.body), self.retry_after)
 
 
-class Transport:
-    """Sends requests on one keep-alive aiohttp session.
+@runtime_checkable
+class Transport(Protocol):
+    """What the client sends every request through (the seam, as in httpx).
+
+    ``path`` is relative to the base URL (``"events"``, ``"events/batch"``,
+    ``"events/status"``, ...); ``body``, when given, is JSON; ``params`` is the query.
+    Where the base URL is and how the key is presented are the transport's business.
+
+    :meth:`request` returns a :class:`Response` for every HTTP answer, errors included
+    (the client judges the status), and raises :class:`~aiofuul.TransportError` when no
+    readable answer came (connection failed, timed out, body unreadable or too large):
+    the client retries that like a 5xx. Anything else it raises is taken for a bug.
+    """
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Send one request and read its answer in full."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the transport holds (connections); called once by the client."""
+        ...
+
+
+class AiohttpTransport:
+    """The default :class:`Transport`: sends requests on one keep-alive aiohttp session.
 
     The session is created on first use (inside the running loop) unless the caller
     passed one, which is then used as is and never closed here. The key lives only in
@@ -173,14 +226,8 @@ class Transport:
         timeout: float,
         max_response_bytes: int,
         session: aiohttp.ClientSession | None = None,
-        project_id: str | None = None,
     ):
         self.base_url = base_url
-        # Every request carries ?project_id= when the client works for one project (as
-        # the official SDK does); a direct call may name another.
-        self._params: Mapping[str, str] | None = (
-            None if project_id is None else {"project_id": project_id}
-        )
         self._headers: Mapping[str, str] = {
             "Authorization": f"Bearer {api_key}",
             "User-Agent": USER_AGENT,
@@ -193,7 +240,7 @@ class Transport:
         self._owns_session = session is None
 
     def __repr__(self) -> str:
-        return f"Transport(base_url={self.base_url!r})"
+        return f"AiohttpTransport(base_url={self.base_url!r})"
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -216,8 +263,6 @@ class Transport:
         """Send one request; raise :class:`TransportError` when no readable answer came."""
         session = self._get_session()
         headers = self._headers if body is None else self._json_headers
-        if self._params is not None:
-            params = self._params if params is None else {**self._params, **params}
         failure: str
         try:
             async with session.request(

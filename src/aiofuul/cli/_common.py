@@ -22,6 +22,7 @@ from ..errors import (
 )
 from ..limits import Limits
 from ..sandbox.cli import add_limit_arguments
+from ..transport import InsecureURLError
 
 __all__ = [
     "EXIT_FAILED",
@@ -141,12 +142,12 @@ def open_client(ns: argparse.Namespace) -> FuulClient:
         return FuulClient(base_url=ns.base_url, config=client_config(ns))
     except ClientStateError:
         raise CLIError("no API key: set FUUL_API_KEY") from None
+    except InsecureURLError:
+        raise CLIError(
+            "refusing a plain-http --base-url/FUUL_BASE_URL that is not loopback: the "
+            "API key would travel in clear; use https"
+        ) from None
     except ValueError as exc:
-        if "plain-http" in str(exc):
-            raise CLIError(
-                "refusing a plain-http --base-url/FUUL_BASE_URL that is not loopback: the "
-                "API key would travel in clear; use https"
-            ) from None
         raise CLIError(str(exc)) from None
 
 
