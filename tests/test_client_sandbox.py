@@ -40,7 +40,7 @@ from aiofuul import (
     ValidationError,
 )
 from aiofuul.sandbox import Faults, RetryAfter, Sandbox
-from conftest import API_KEY, fast_config
+from conftest import API_KEY, FAST_LIMITS, fast_config
 
 #: For failure tests: give up after a few quick attempts.
 FEW_RETRIES = RetryPolicy(max_attempts=3, initial_backoff=0.005, max_backoff=0.02, max_elapsed=5.0)
@@ -633,15 +633,54 @@ async def test_request_that_always_hangs_raises_transport_error_after_the_attemp
     assert sb.stored_ids() == []
 
 
-async def test_garbage_2xx_bodies_still_count_as_success_for_sends(evm_user: User) -> None:
-    sb = Sandbox(faults=Faults(garbage_rate=1.0))
-    async with running(sb) as fuul:
-        assert await fuul.send_event("x", evm_user, dedup_id="g-1") == SendResult("g-1")
+async def test_garbage_2xx_bodies_are_not_proof_the_sends_are_resent(evm_user: User) -> None:
+    """Every 2xx is garbage (stored, then an HTML page or cut JSON): not the API's answer,
+    so the client resends with the same dedup ids and the server skips them."""
+    sb = Sandbox(faults=Faults(garbage_rate=1.0), record_bodies=True)
+    async with running(sb, retry=FEW_RETRIES) as fuul:
+        # Stored by the first request; the resend meets the known dedup id: a 409.
+        assert await fuul.send_event("x", evm_user, dedup_id="g-1") == SendResult("g-1", True)
+        assert statuses(sb) == [201, 409]
+        # A batch's resends are 2xx too (all skipped), garbage again: after the policy's
+        # attempts, an error; the events were stored once, by the first request.
         events = [Event("x", evm_user, f"g-{i}") for i in range(2, 5)]
-        assert await fuul.send_batch(events) == BatchResult(ingested=3, skipped=0)
-        with pytest.raises(TransportError, match="unreadable"):
+        with pytest.raises(TransportError, match="not the API's answer"):
+            await fuul.send_batch(events)
+        batches = [r.body for r in sb.requests if r.path == "/api/v1/events/batch"]
+        assert len(batches) == FEW_RETRIES.max_attempts and len(set(batches)) == 1
+        # The status query's answer IS its body: retried, never guessed, then an error.
+        with pytest.raises(TransportError, match="not the API's answer"):
             await fuul.event_status(evm_user, "x")
-    assert len(sb.stored_ids()) == 4
+        assert statuses(sb, "/api/v1/events/status") == [200] * FEW_RETRIES.max_attempts
+    assert sorted(sb.stored_ids()) == ["g-1", "g-2", "g-3", "g-4"]
+    assert all(sb.seen_count(f"g-{i}") == FEW_RETRIES.max_attempts for i in range(2, 5))
+
+
+async def test_garbage_2xx_bodies_now_and_then_lose_nothing_and_store_nothing_twice(
+    evm_user: User,
+) -> None:
+    """Half the 2xx are garbage after the store: tracked events and direct calls are
+    resent until a readable answer; each ends stored once, counted delivered or
+    duplicate."""
+    sb = Sandbox(limits=FAST_LIMITS, faults=Faults(garbage_rate=0.5, seed=11))
+    # Enough attempts that a run of garbage never outlasts the policy.
+    patient = RetryPolicy(max_attempts=100, initial_backoff=0.005, max_backoff=0.05)
+    async with running(sb, retry=patient) as fuul:
+        tracked = [fuul.track("x", evm_user, args={"i": i}) for i in range(40)]
+        assert await fuul.flush(timeout=10)
+        single = await fuul.send_event("x", evm_user, dedup_id="g-1")
+        assert single.dedup_id == "g-1"
+        events = [Event("x", evm_user, f"g-{i}") for i in range(2, 12)]
+        result = await fuul.send_batch(events)
+        assert result.ingested + result.skipped == 10
+        assert await fuul.event_status(evm_user, "x") is True
+        s = fuul.stats()
+    assert s.tracked == s.delivered + s.duplicates == 40 and s.failed == 0, s
+    assert s.retries > 0 and s.duplicates > 0, s  # resent, and the server knew the ids
+    ids = [*tracked, *(f"g-{i}" for i in range(1, 12))]
+    assert sorted(sb.stored_ids()) == sorted(ids)
+    assert all(sb.stored_count(i) == 1 for i in ids)
+    assert any(sb.seen_count(i) > 1 for i in ids)  # resent with the same dedup ids
 
 
 # -- regressions of bugs found by these tests -----------------------------------------------------------------------------------

@@ -3,19 +3,13 @@ the events accepted before it, even on a clock too coarse to tell them apart."""
 
 from __future__ import annotations
 
-import pytest
-
 from aiofuul import Event
-from aiofuul import ledger as ledger_module
 from aiofuul.ledger import Ledger
 from conftest import EVM
 
 
-async def test_flush_waits_for_exactly_the_events_accepted_before_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(ledger_module, "_monotonic", lambda: 100.0)  # a frozen clock
-    ledger = Ledger(None, None, max_queue=10)
+async def test_flush_waits_for_exactly_the_events_accepted_before_it() -> None:
+    ledger = Ledger(None, None, max_queue=10, clock=lambda: 100.0)  # a frozen clock
     first, second = (ledger.accept(Event("t", EVM, f"d{i}")) for i in range(2))
     assert first.enqueued < second.enqueued  # still strictly ordered
     done = ledger.flush_waiter()

@@ -24,7 +24,16 @@ from aiofuul import (
 )
 from aiofuul.sandbox import Sandbox
 from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
-from test_wire import BASE, EVENTS_URL, TINY_LIMITS, _Mock, calls, only_call, wire_config
+from test_wire import (
+    ATTEMPTS,
+    BASE,
+    EVENTS_URL,
+    TINY_LIMITS,
+    _Mock,
+    calls,
+    only_call,
+    wire_config,
+)
 
 PIPELINE_URL = BASE + "events/pipeline"
 CONVERSIONS_URL = BASE + "conversions"
@@ -248,9 +257,17 @@ async def test_event_pipeline_wire_404_429_and_garbage(
     mocked.get(url, status=200, payload={"trigger_executions": []})
     found = await wired.event_pipeline("e1")
     assert found is not None and found.trigger_executions == []
+    # A 2xx that is not the API's answer is retried like a transport error: the next
+    # answer counts, and one that never comes raises after every attempt.
     mocked.get(url, status=200, body=b"<html>proxy</html>")
-    with pytest.raises(TransportError, match="unreadable"):
+    mocked.get(url, status=200, payload={"trigger_executions": [{"status": "pending"}]})
+    found = await wired.event_pipeline("e1")
+    assert found is not None and found.trigger_executions[0].status == "pending"
+    before = len(calls(mocked, "GET", PIPELINE_URL))
+    mocked.get(url, status=200, body=b"<html>proxy</html>", repeat=True)
+    with pytest.raises(TransportError, match="not the API's answer"):
         await wired.event_pipeline("e1")
+    assert len(calls(mocked, "GET", PIPELINE_URL)) - before == ATTEMPTS
 
 
 # -- conversions and event names -------------------------------------------------------
@@ -305,7 +322,7 @@ async def test_check_event_names_goes_on_when_conversions_cannot_be_read(
     async with Sandbox(limits=FAST_LIMITS, keys={"other": ["service_role"]}) as sb:
         config = fast_config(check_event_names=True)
         async with FuulClient(API_KEY, base_url=sb.url, config=config) as fuul:
-            assert fuul._trigger_names is None
+            assert fuul._events.trigger_names is None
     assert "could not fetch the conversions" in caplog.text
 
 

@@ -121,6 +121,6 @@ async def test_redis_down_falls_back_to_a_safe_fraction(
             ids = [fuul.track("trade", EVM, args={"i": i}) for i in range(60)]
             assert await fuul.flush(timeout=20)
             assert fuul.stats().shared_limiter_down
-            assert fuul._single.limiter.capacity == FAST_LIMITS.single.requests // 4
+            assert fuul._lanes["single"].limiter.capacity == FAST_LIMITS.single.requests // 4
     assert all(strict_sandbox.stored_count(i) == 1 for i in ids)
     assert any("shared limiter unreachable" in r.getMessage() for r in caplog.records)

@@ -367,11 +367,51 @@ async def test_every_request_carries_bearer_key_user_agent_and_json_content_type
 # -- send_event: every status --------------------------------------------------------------
 
 
-async def test_send_event_201_with_any_body_is_not_a_duplicate(
+@pytest.mark.parametrize("body", [b"", b"  ", b"{}", b'{"id": "e-1", "anything": [1]}'])
+async def test_send_event_201_with_an_empty_body_or_any_json_object_is_delivered(
+    fuul: FuulClient, mocked: aioresponses, body: bytes
+) -> None:
+    mocked.post(EVENTS_URL, status=201, body=body)
+    assert await fuul.send_event("x", EVM, dedup_id="s-1") == SendResult("s-1", False)
+    assert len(calls(mocked, "POST", EVENTS_URL)) == 1
+
+
+#: 2xx bodies that are not the API's answer to a single event (a proxy's page, a cut
+#: stream, JSON that is not an object).
+NOT_AN_EVENT_ANSWER = [b"<html>whatever</html>", b'{"i', b"[]", b'"ok"', b"null"]
+
+
+@pytest.mark.parametrize("body", NOT_AN_EVENT_ANSWER)
+async def test_send_event_2xx_that_is_not_the_apis_answer_is_resent_with_the_same_body(
+    fuul: FuulClient, mocked: aioresponses, body: bytes
+) -> None:
+    mocked.post(EVENTS_URL, status=201, body=body)
+    mocked.post(EVENTS_URL, status=201, body=b"{}")
+    assert await fuul.send_event("x", EVM, dedup_id="s-1") == SendResult("s-1", False)
+    sent = [c.kwargs["data"] for c in calls(mocked, "POST", EVENTS_URL)]
+    assert len(sent) == 2 and sent[0] == sent[1]  # the same dedup id: harmless if stored
+
+
+async def test_send_event_garbage_2xx_then_409_is_a_duplicate(
     fuul: FuulClient, mocked: aioresponses
 ) -> None:
-    mocked.post(EVENTS_URL, status=201, body=b"<html>whatever</html>")
-    assert await fuul.send_event("x", EVM, dedup_id="s-1") == SendResult("s-1", False)
+    # Stored, but the answer was lost on the way: the resend finds the dedup id known.
+    mocked.post(EVENTS_URL, status=201, body=b"<html>captive portal</html>")
+    mocked.post(EVENTS_URL, status=409, payload={"message": "exists", "statusCode": 409})
+    assert await fuul.send_event("x", EVM, dedup_id="s-1") == SendResult("s-1", duplicate=True)
+    assert len(calls(mocked, "POST", EVENTS_URL)) == 2
+
+
+@pytest.mark.parametrize("body", NOT_AN_EVENT_ANSWER)
+async def test_send_event_2xx_that_is_never_the_apis_answer_raises_after_every_attempt(
+    fuul: FuulClient, mocked: aioresponses, body: bytes
+) -> None:
+    mocked.post(EVENTS_URL, status=201, body=body, repeat=True)
+    with pytest.raises(TransportError, match="not the API's answer") as info:
+        await fuul.send_event("x", EVM, dedup_id="s-1")
+    sent = [c.kwargs["data"] for c in calls(mocked, "POST", EVENTS_URL)]
+    assert len(sent) == ATTEMPTS and len(set(sent)) == 1
+    assert_key_not_shown(info.value)
 
 
 async def test_send_event_409_is_a_duplicate_result_not_an_error_and_not_retried(
@@ -559,24 +599,65 @@ async def test_send_batch_ingested_95_of_100_reports_5_skipped(
     assert await fuul.send_batch(hundred()) == BatchResult(ingested=95, skipped=5)
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"",
-        b"{}",
-        b"<html>oops</html>",
-        b'{"ingested_eve',
-        b'{"ingested_events": "95"}',
-        b'{"ingested_events": -1}',
-        b'{"ingested_events": 101}',
-        b"[]",
-    ],
-)
-async def test_send_batch_2xx_with_empty_or_unusable_body_counts_all_ingested(
+@pytest.mark.parametrize("body", [b"", b"  "])
+async def test_send_batch_2xx_with_empty_body_counts_all_ingested(
     fuul: FuulClient, mocked: aioresponses, body: bytes
 ) -> None:
     mocked.post(BATCH_URL, status=201, body=body)
     assert await fuul.send_batch(hundred()) == BatchResult(ingested=100, skipped=0)
+    assert len(calls(mocked, "POST", BATCH_URL)) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"ingested_events": 100}', BatchResult(100, 0)),
+        (b'{"ingested_events": 0, "more": "fields"}', BatchResult(0, 100)),
+    ],
+)
+async def test_send_batch_ingested_count_at_the_bounds_is_an_answer(
+    fuul: FuulClient, mocked: aioresponses, body: bytes, expected: BatchResult
+) -> None:
+    mocked.post(BATCH_URL, status=201, body=body)
+    assert await fuul.send_batch(hundred()) == expected
+    assert len(calls(mocked, "POST", BATCH_URL)) == 1
+
+
+#: 2xx bodies that are not the API's answer to a batch of 100.
+NOT_A_BATCH_ANSWER = [
+    b"{}",
+    b"<html>oops</html>",
+    b'{"ingested_eve',
+    b'{"ingested_events": "95"}',
+    b'{"ingested_events": true}',
+    b'{"ingested_events": -1}',
+    b'{"ingested_events": 101}',
+    b"[]",
+    b'"ok"',
+]
+
+
+@pytest.mark.parametrize("body", NOT_A_BATCH_ANSWER)
+async def test_send_batch_2xx_with_unusable_body_is_resent_and_the_next_answer_counts(
+    fuul: FuulClient, mocked: aioresponses, body: bytes
+) -> None:
+    mocked.post(BATCH_URL, status=201, body=body)
+    mocked.post(BATCH_URL, status=201, payload={"ingested_events": 95})
+    assert await fuul.send_batch(hundred()) == BatchResult(ingested=95, skipped=5)
+    sent = [c.kwargs["data"] for c in calls(mocked, "POST", BATCH_URL)]
+    assert len(sent) == 2 and sent[0] == sent[1]  # the same dedup ids: the server skips known ones
+
+
+@pytest.mark.parametrize("body", NOT_A_BATCH_ANSWER)
+async def test_send_batch_2xx_with_unusable_body_every_time_raises_transport_error(
+    fuul: FuulClient, mocked: aioresponses, body: bytes
+) -> None:
+    mocked.post(BATCH_URL, status=201, body=body, repeat=True)
+    with pytest.raises(TransportError, match="not the API's answer") as info:
+        await fuul.send_batch(hundred())
+    sent = [c.kwargs["data"] for c in calls(mocked, "POST", BATCH_URL)]
+    assert len(sent) == ATTEMPTS and len(set(sent)) == 1
+    assert_key_not_shown(info.value)
 
 
 async def test_send_batch_200_is_accepted_like_201(fuul: FuulClient, mocked: aioresponses) -> None:
@@ -611,15 +692,28 @@ async def test_event_status_returns_the_created_bool(
     assert await fuul.event_status(EVM, "x") is created
 
 
-@pytest.mark.parametrize(
-    "body", [b"", b"<html>oops</html>", b'{"created": "yes"}', b"{}", b'{"creat']
-)
-async def test_event_status_garbage_body_raises_transport_error(
+#: 2xx bodies that are not a status answer: the answer IS the body, so none is guessed.
+NOT_A_STATUS_ANSWER = [b"", b"<html>oops</html>", b'{"created": "yes"}', b"{}", b'{"creat']
+
+
+@pytest.mark.parametrize("body", NOT_A_STATUS_ANSWER)
+async def test_event_status_garbage_body_raises_transport_error_after_the_retries(
+    fuul: FuulClient, mocked: aioresponses, body: bytes
+) -> None:
+    mocked.get(STATUS_RE, status=200, body=body, repeat=True)
+    with pytest.raises(TransportError, match="not the API's answer"):
+        await fuul.event_status(EVM, "x")
+    assert len(calls(mocked, "GET", BASE + "events/status")) == ATTEMPTS
+
+
+@pytest.mark.parametrize("body", NOT_A_STATUS_ANSWER)
+async def test_event_status_garbage_body_then_an_answer_returns_the_answer(
     fuul: FuulClient, mocked: aioresponses, body: bytes
 ) -> None:
     mocked.get(STATUS_RE, status=200, body=body)
-    with pytest.raises(TransportError, match="unreadable"):
-        await fuul.event_status(EVM, "x")
+    mocked.get(STATUS_RE, payload={"created": True})
+    assert await fuul.event_status(EVM, "x") is True
+    assert len(calls(mocked, "GET", BASE + "events/status")) == 2
 
 
 async def test_event_status_404_raises_not_found(fuul: FuulClient, mocked: aioresponses) -> None:

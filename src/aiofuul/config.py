@@ -41,6 +41,11 @@ class RetryPolicy:
     max_elapsed: float = 600.0
     max_retry_after: float = 120.0
 
+    def exhausted(self, attempts: int, first_try: float, now: float) -> bool:
+        """Whether a request (or an event) that failed ``attempts`` times, the first at
+        ``first_try``, is given up: the one rule of the direct calls and the sender."""
+        return attempts >= self.max_attempts or now - first_try >= self.max_elapsed
+
     def backoff(self, retry: int, rng: random.Random | None = None) -> float:
         """The wait before retry number ``retry`` (0 for the first retry), jittered."""
         ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier ** min(retry, 64))

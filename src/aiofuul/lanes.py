@@ -1,59 +1,128 @@
-"""A lane: one endpoint with its limiters, counters and health, shared by the direct
+"""A lane: one endpoint with its limiters, counters and health, shared by the awaited
 calls and the background sender so that both spend the same budget.
 
-:meth:`Lane.call` is the retry loop of the direct calls (``send_event``, ...): acquire a
-slot, send, and on a retryable outcome wait (``Retry-After``, or backoff with full
-jitter) and try again, within the policy's attempts and elapsed time.
+A request holds a :class:`Slot` of its lane from before it is sent until its answer
+arrives: ``async with lane.slot():`` takes the local slot (waiting for one) and, with a
+shared limiter, the shared (Redis) one, and gives both back on every way out,
+cancellation included. The background sender takes the local slot itself when it
+decides to start a request (``lane.slot(taken=True)``), since that decision must not
+wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from types import TracebackType
 
 from .config import RetryPolicy
 from .errors import APIError, FuulError
-from .limits import RateLimit, SlidingWindowLimiter
+from .limits import LaneName, Limits, RateLimit, SlidingWindowLimiter
 from .redis_limiter import RedisLimiter
-from .transport import Action, Response, Transport
 
-__all__ = ["Lane"]
+__all__ = ["Lane", "Slot", "make_lanes"]
+
+log = logging.getLogger("aiofuul")
+
+
+class Slot:
+    """One request's place on a lane (see the module docstring)."""
+
+    __slots__ = ("_deadline", "_error", "_lane", "_local", "_token")
+
+    def __init__(
+        self, lane: Lane, taken: bool, deadline: float | None, error: FuulError | None
+    ) -> None:
+        self._lane = lane
+        self._local = taken
+        self._token: str | None = None
+        self._deadline = deadline
+        self._error = error
+
+    async def __aenter__(self) -> Slot:
+        lane = self._lane
+        if not self._local:
+            await lane.wait_for_slot(self._deadline, self._error)
+            self._local = True
+        try:
+            self._token = await lane.remote_acquire()
+        except BaseException:
+            # Never sent: the local slot goes back without counting.
+            self._local = False
+            lane.cancel()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # No await here: between an answer and the settling of its events, a
+        # cancellation must find nothing to interrupt.
+        if self._local:
+            self._local = False
+            self._lane.release(self._token)
 
 
 class Lane:
-    """The requests of one endpoint: ``single``, ``batch`` or ``status``."""
+    """The requests of one endpoint: ``single``, ``batch``, ``status``, ``pipeline`` or
+    ``conversions``."""
 
     def __init__(
         self,
-        name: str,
+        name: LaneName,
         method: str,
         path: str,
         limit: RateLimit,
+        retry: RetryPolicy,
+        *,
+        params: Mapping[str, str] | None = None,
         shared: SlidingWindowLimiter | None = None,
         remote: RedisLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.name = name
         self.method = method
         self.path = path
-        self.limiter = SlidingWindowLimiter(limit)
+        self.retry = retry
+        self.clock = clock
+        #: The query every request of the lane carries (the client's ``?project_id=``).
+        self.params = params
+        self.limiter = SlidingWindowLimiter(limit, clock)
         self._limiters = [self.limiter] if shared is None else [self.limiter, shared]
         # The same windows again in Redis, when the key's limits are shared by processes.
         self.remote = remote
-        self._windows = [(name, limit)]
+        self._windows: list[tuple[str, RateLimit]] = [(name, limit)]
         if shared is not None:
             self._windows.append(("shared", shared.limit))
         if remote is not None:
             for limiter in self._limiters:
                 remote.watch(limiter)
+        self._background: set[asyncio.Task[None]] = set()
         self.requests = 0
         self.rate_limited = 0
         self.failures_in_a_row = 0
         self.stopped: APIError | None = None
 
     # -- slots over every limiter the lane counts against -------------------------
+    def slot(
+        self,
+        *,
+        taken: bool = False,
+        deadline: float | None = None,
+        error: FuulError | None = None,
+    ) -> Slot:
+        """A request's slot: ``async with lane.slot():`` (see the module docstring).
+        ``taken``: the local slot is already held (:meth:`try_acquire`). A wait that would
+        pass ``deadline`` raises ``error`` (the last failure) instead."""
+        return Slot(self, taken, deadline, error)
+
     def next_free(self, now: float) -> float:
         """When a slot is free on every limiter of this lane."""
         return max(limiter.next_free(now) for limiter in self._limiters)
@@ -72,10 +141,44 @@ class Lane:
             limiter.try_acquire(now)
         return True
 
-    def release(self) -> None:
-        """The request's answer (or failure) arrived: its slots count from now."""
+    def release(self, token: str | None = None) -> None:
+        """The request's answer (or failure) arrived: its slots count from now. The
+        shared slot (``token``) is given back in the background."""
         for limiter in self._limiters:
             limiter.release()
+        if self.remote is not None and token is not None:
+            task = asyncio.get_running_loop().create_task(self.remote_release(token))
+            self._background.add(task)
+            task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Redis being down is handled in the limiter; anything else is a bug to see.
+            log.error("giving back a shared slot failed", exc_info=task.exception())
+
+    def cancel(self) -> None:
+        """Give back a slot whose request was never sent: it does not count."""
+        for limiter in self._limiters:
+            limiter.cancel()
+
+    async def wait_for_slot(self, deadline: float | None, error: FuulError | None) -> None:
+        """Wait for a local slot and take it; after a failure, give up with it rather than
+        wait past ``deadline`` (a long Retry-After, say)."""
+        while True:
+            now = self.clock()
+            if self.try_acquire(now):
+                return
+            delay = self.next_free(now) - now
+            if math.isinf(delay):
+                # Every slot of some limiter is held by a request in flight: wait for
+                # that limiter to get one back.
+                held = next(x for x in self._limiters if math.isinf(x.next_free(now)))
+                await held.wait()
+                continue
+            if error is not None and deadline is not None and now + delay > deadline:
+                raise error
+            await asyncio.sleep(delay)
 
     def pause(self, seconds: float) -> None:
         """Send nothing on this lane for ``seconds``."""
@@ -86,96 +189,61 @@ class Lane:
         return None if self.remote is None else await self.remote.acquire(self._windows)
 
     async def remote_release(self, token: str | None) -> None:
+        """Give the shared slot back (it counts from now)."""
         if self.remote is not None:
             await self.remote.release(self._windows, token)
 
     # -- feedback ----------------------------------------------------------------
-    def note(self, response: Response, retry: RetryPolicy) -> Action:
-        """Count a response and adapt to it; returns what it means."""
-        action = response.action
-        if action is Action.RATE_LIMITED:
-            self.rate_limited += 1
-            for limiter in self._limiters:
-                limiter.on_rate_limited()
-            if response.retry_after is not None:
-                self.pause(min(response.retry_after, retry.max_retry_after))
-            else:
-                # No hint: besides our own (now smaller) window, leave about one
-                # slot's worth of the period, jittered, so the key's other users get a turn.
-                limit = self.limiter.limit
-                self.pause(random.uniform(0.5, 1.5) * limit.period / self.limiter.capacity)
-        elif action is Action.RETRY:
-            self.on_failure(retry)
-        elif action is Action.STOP:
-            self.stopped = response.error()
+    def on_rate_limited(self, after: float | None) -> None:
+        """A 429: stop launching at once, and re-learn the capacity from the answer."""
+        self.rate_limited += 1
+        for limiter in self._limiters:
+            limiter.on_rate_limited()
+        if after is not None:
+            self.pause(min(after, self.retry.max_retry_after))
         else:
-            self.failures_in_a_row = 0
-            if action is Action.OK:
-                self.stopped = None
-        return action
+            # No hint: besides our own (now smaller) window, leave about one slot's
+            # worth of the period, jittered, so the key's other users get a turn.
+            limit = self.limiter.limit
+            self.pause(random.uniform(0.5, 1.5) * limit.period / self.limiter.capacity)
 
-    def on_failure(self, retry: RetryPolicy) -> None:
-        """A transport error or 5xx: back off this lane, longer each time in a row."""
-        self.pause(retry.backoff(self.failures_in_a_row))
+    def on_failure(self, after: float | None = None) -> None:
+        """A transport error or 5xx: back off this lane, longer each time in a row (or as
+        long as the server's ``Retry-After`` says)."""
+        wait = self.retry.backoff(self.failures_in_a_row)
+        if after is not None:
+            wait = max(wait, min(after, self.retry.max_retry_after))
+        self.pause(wait)
         self.failures_in_a_row += 1
 
-    # -- the direct calls' retry loop ---------------------------------------------
-    async def call(
-        self,
-        transport: Transport,
-        retry: RetryPolicy,
-        *,
-        body: bytes | None = None,
-        params: Mapping[str, str] | None = None,
-    ) -> Response:
-        """Send until a final answer: returns an OK or DUPLICATE response, raises the
-        :class:`~aiofuul.errors.APIError` of any other, or the last error when the
-        policy's attempts or elapsed time run out."""
-        deadline = time.monotonic() + retry.max_elapsed
-        attempt = 0
-        error: FuulError | None = None
-        while True:
-            await self._acquire(deadline, error)
-            token = await self.remote_acquire()
-            attempt += 1
-            self.requests += 1
-            try:
-                response = await transport.request(self.method, self.path, body=body, params=params)
-            except FuulError as exc:
-                self.release()
-                await self.remote_release(token)
-                self.on_failure(retry)
-                error = exc
-            except BaseException:  # cancelled: the slot must not stay taken for good
-                self.release()
-                await self.remote_release(token)
-                raise
-            else:
-                self.release()
-                await self.remote_release(token)
-                action = self.note(response, retry)
-                if action in (Action.OK, Action.DUPLICATE):
-                    return response
-                error = response.error()
-                if action in (Action.REJECT, Action.STOP):
-                    raise error
-            if attempt >= retry.max_attempts or time.monotonic() >= deadline:
-                raise error
+    def on_answer(self, delivered: bool) -> None:
+        """A final answer (delivered, duplicate, rejected): the lane is healthy."""
+        self.failures_in_a_row = 0
+        if delivered:
+            self.stopped = None
 
-    async def _acquire(self, deadline: float, error: FuulError | None) -> None:
-        """Wait for a slot; after a failure, give up with it rather than wait past the
-        deadline (a long Retry-After, say)."""
-        while True:
-            now = time.monotonic()
-            if self.try_acquire(now):
-                return
-            delay = self.next_free(now) - now
-            if math.isinf(delay):
-                # Every slot of some limiter is held by a request in flight: wait for
-                # that limiter to get one back.
-                held = next(x for x in self._limiters if math.isinf(x.next_free(now)))
-                await held.wait()
-                continue
-            if error is not None and now + delay > deadline:
-                raise error
-            await asyncio.sleep(delay)
+
+#: (name, method, path) of each lane; the name is also the field of :class:`Limits`.
+_LANES: tuple[tuple[LaneName, str, str], ...] = (
+    ("single", "POST", "events"),
+    ("batch", "POST", "events/batch"),
+    ("status", "GET", "events/status"),
+    ("pipeline", "GET", "events/pipeline"),
+    ("conversions", "GET", "conversions"),
+)
+
+
+def make_lanes(
+    limits: Limits,
+    retry: RetryPolicy,
+    params: Mapping[str, str] | None,
+    remote: RedisLimiter | None,
+    clock: Callable[[], float],
+) -> dict[str, Lane]:
+    """A client's lanes, by name, all counting against ``limits.shared`` if it is set."""
+    shared = SlidingWindowLimiter(limits.shared, clock) if limits.shared else None
+    return {
+        name: Lane(name, method, path, getattr(limits, name), retry,
+                   params=params, shared=shared, remote=remote, clock=clock)
+        for name, method, path in _LANES
+    }  # fmt: skip

@@ -10,10 +10,12 @@ saying why. What is neither is ``queued``.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import math
 import operator
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
@@ -22,17 +24,16 @@ import msgspec
 from .errors import UndeliveredError
 from .models import Event
 
-__all__ = ["Journal", "Ledger", "OnError", "Outcome", "Stats"]
+__all__ = ["Journal", "Ledger", "OnError", "Pending", "Settlement", "Stats"]
 
 log = logging.getLogger("aiofuul")
 
 #: ``on_error(events, error)``: called on the loop with events that were not delivered.
 OnError = Callable[[list[Event], UndeliveredError], object]
 #: The counter an event ends in.
-Outcome = Literal["delivered", "duplicates", "rejected", "failed", "dropped"]
+Settlement = Literal["delivered", "duplicates", "rejected", "failed", "dropped"]
 
 _DROP_WARN_INTERVAL = 5.0
-_monotonic = time.monotonic
 _enqueued_of = operator.attrgetter("enqueued")
 
 
@@ -76,7 +77,7 @@ class Journal(Protocol):
     async def recover(self) -> list[Event]: ...
 
 
-class _Pending(msgspec.Struct, gc=False):
+class Pending(msgspec.Struct, gc=False):
     """An accepted event on its way. A Struct, not a class with ``__init__``: one is
     built per ``track()``, on the hot path."""
 
@@ -89,24 +90,42 @@ class _Pending(msgspec.Struct, gc=False):
 
 
 class _FlushWaiter:
-    __slots__ = ("done", "remaining", "target")
+    """A flush() waiting for every event accepted up to ``target`` (a stamp) to settle.
 
-    def __init__(self, target: float, remaining: int, done: asyncio.Future[None]):
+    Waiters are kept in the order of their targets, and since each one's events include
+    those of every earlier one, they finish in that order: only the first is counted
+    down event by event. Events settling after a later waiter's target are counted in
+    ``late`` of the last waiter before them, so that when a waiter comes first its
+    remaining count is computed once (see :meth:`Ledger._promote`)."""
+
+    __slots__ = ("done", "late", "remaining", "target", "tracked")
+
+    def __init__(self, target: float, tracked: int, remaining: int, done: asyncio.Future[None]):
         self.target = target
+        self.tracked = tracked  # events accepted when it began: all have stamps <= target
         self.remaining = remaining
+        self.late = 0
         self.done = done
 
 
 class Ledger:
     """The counters of one client, and everyone who must hear of a settled event."""
 
-    def __init__(self, on_error: OnError | None, journal: Journal | None, max_queue: int):
+    def __init__(
+        self,
+        on_error: OnError | None,
+        journal: Journal | None,
+        max_queue: int,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.on_error = on_error
         self.journal = journal
         self._max_queue = max_queue
+        self._clock = clock
         self.tracked = 0
         self.delivered = self.duplicates = self.rejected = self.failed = self.dropped = 0
-        self._waiters: list[_FlushWaiter] = []
+        self._waiters: deque[_FlushWaiter] = deque()
+        self._targets: list[float] = []  # the waiters' targets, for bisect
         self._drops_unwarned = 0
         self._drop_warned_at = -_DROP_WARN_INTERVAL
         self._last_stamp = -math.inf
@@ -115,19 +134,19 @@ class Ledger:
         """Events that reached their final counter."""
         return self.delivered + self.duplicates + self.rejected + self.failed + self.dropped
 
-    def accept(self, event: Event) -> _Pending:
+    def accept(self, event: Event) -> Pending:
         """Count an accepted event; returns what goes on the queue, stamped."""
         self.tracked += 1
-        stamp = _monotonic()
+        stamp = self._clock()
         if stamp <= self._last_stamp:  # a coarse clock: flush() needs a strict order
             stamp = math.nextafter(self._last_stamp, math.inf)
         self._last_stamp = stamp
-        return _Pending(event, stamp)
+        return Pending(event, stamp)
 
     def settle(
         self,
-        items: Sequence[_Pending],
-        outcome: Outcome,
+        items: Sequence[Pending],
+        outcome: Settlement,
         error: UndeliveredError | None = None,
         quiet: bool = False,
     ) -> None:
@@ -139,15 +158,7 @@ class Ledger:
         if self.journal is not None:
             self.journal.settled([p.event for p in items], outcome, error)
         if self._waiters:
-            newest = max(map(_enqueued_of, items))
-            for waiter in self._waiters:
-                if newest <= waiter.target:  # the usual case: all were accepted before
-                    waiter.remaining -= len(items)
-                else:
-                    waiter.remaining -= sum(1 for p in items if p.enqueued <= waiter.target)
-                if waiter.remaining <= 0 and not waiter.done.done():
-                    waiter.done.set_result(None)
-            self._waiters = [w for w in self._waiters if not w.done.done()]
+            self._count_down(items)
         if error is None:
             return
         if not quiet:
@@ -158,11 +169,11 @@ class Ledger:
             except Exception:
                 log.exception("on_error callback raised")
 
-    def drop(self, item: _Pending, policy: str) -> None:
+    def drop(self, item: Pending, policy: str) -> None:
         """A full queue dropped ``item``: counted, reported, and warned of at most once
         every few seconds (with how many since the last warning)."""
         self._drops_unwarned += 1
-        now = time.monotonic()
+        now = self._clock()
         if now - self._drop_warned_at >= _DROP_WARN_INTERVAL:
             log.warning(
                 "queue full (%d events): dropped %d event(s) (queue_full=%r); see stats().dropped",
@@ -178,6 +189,38 @@ class Ledger:
         remaining = self.tracked - self.settled()
         if remaining <= 0:
             return None
+        if self._waiters and self._waiters[-1].target == self._last_stamp:
+            # Nothing accepted since the last flush began: wait on the same future.
+            return self._waiters[-1].done
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(_FlushWaiter(self._last_stamp, remaining, done))
+        self._waiters.append(_FlushWaiter(self._last_stamp, self.tracked, remaining, done))
+        self._targets.append(self._last_stamp)
         return done
+
+    def _count_down(self, items: Sequence[Pending]) -> None:
+        head = self._waiters[0]
+        if max(map(_enqueued_of, items)) <= head.target:  # the usual case: all are older
+            head.remaining -= len(items)
+        else:
+            for p in items:
+                index = bisect.bisect_left(self._targets, p.enqueued)
+                if index == 0:
+                    head.remaining -= 1
+                else:
+                    self._waiters[index - 1].late += 1
+        while self._waiters and self._waiters[0].remaining <= 0:
+            finished = self._waiters.popleft()
+            del self._targets[0]
+            if not finished.done.done():
+                finished.done.set_result(None)
+            if self._waiters:
+                self._promote()
+
+    def _promote(self) -> None:
+        """The first waiter finished: count what the next one still waits for. Of the
+        events not settled now, those accepted after it began are not its own; of those,
+        the settled ones were counted in ``late`` of it and of every waiter after it."""
+        head = self._waiters[0]
+        settled_after = sum(w.late for w in self._waiters)
+        unsettled = self.tracked - self.settled()
+        head.remaining = unsettled - ((self.tracked - head.tracked) - settled_after)

@@ -146,7 +146,7 @@ class Outbox:
             self._dead.extend((e, reason) for e in events)
         else:  # failed: kept for the next client on this file to send again
             return
-        self._kick(False)
+        self._kick(now=False)
 
     def _kick(self, now: bool) -> None:
         if now or not self._changed.is_set():
@@ -218,7 +218,7 @@ class Outbox:
         if self._writer is None:
             return
         target = self._generation + 1
-        self._kick(True)
+        self._kick(now=True)
         while self._committed < target and self._writer is not None and not self._writer.done():
             self._progress.clear()
             await self._progress.wait()
@@ -227,7 +227,7 @@ class Outbox:
         """Commit what is left, close the database and release the lock."""
         self._closed = True
         if self._writer is not None:
-            self._kick(True)
+            self._kick(now=True)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
         if self._conn is not None:

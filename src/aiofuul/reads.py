@@ -4,7 +4,9 @@
 as ``event_status``, ``event_pipeline``, ``wait_for_pipeline`` and ``conversions``.
 
 Answers are decoded leniently: Fuul does not publish their full shapes, so unknown
-fields are kept (``raw``) and a missing one is None, never an error.
+fields are kept (``raw``) and a missing one is None, never an error. A 2xx whose body is
+not such an answer at all (an HTML page from a proxy) is retried like any failure, by
+the one retry loop (:func:`aiofuul.delivery.call`).
 """
 
 from __future__ import annotations
@@ -12,17 +14,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from typing import TypeVar
 
 import msgspec
 
-from .config import RetryPolicy
+from .config import ClientConfig, RetryPolicy
+from .delivery import Delivered, Duplicate, call
 from .errors import NotFoundError, TransportError, ValidationError
+from .events import EventFactory
 from .lanes import Lane
 from .models import Conversion, EventPipeline, User, decode_conversions, decode_pipeline
 from .transport import Transport
 from .validation import check_dedup_id, check_name, check_user
 
+T = TypeVar("T")
+
 __all__ = [
+    "ReadEndpoints",
     "conversions",
     "event_pipeline",
     "event_status",
@@ -36,6 +44,19 @@ class _StatusBody(msgspec.Struct):
 
 
 _STATUS_DECODER = msgspec.json.Decoder(_StatusBody)
+
+
+def _created(body: bytes) -> bool | None:
+    try:
+        return _STATUS_DECODER.decode(body).created
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _answer(outcome: Delivered[T] | Duplicate, path: str) -> T:
+    if isinstance(outcome, Duplicate):  # a 409 to a read: not an answer at all
+        raise TransportError(f"GET {path}: answered 409 to a read")
+    return outcome.value
 
 
 def _with_project(params: dict[str, str], project_id: str | None) -> dict[str, str]:
@@ -55,17 +76,14 @@ async def event_status(
     project_id: str | None = None,
 ) -> bool:
     """``GET /v1/events/status``: whether ANY event ``name`` exists for ``user``."""
-    user = check_user(user, check_format)
+    user = check_user(user, check_format=check_format)
     params = {
         "user_identifier": user.identifier,
         "user_identifier_type": user.identifier_type,
         "event_name": check_name(name),
     }
-    response = await lane.call(transport, retry, params=_with_project(params, project_id))
-    try:
-        return _STATUS_DECODER.decode(response.body).created
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        raise TransportError(f"GET {lane.path}: unreadable response body") from None
+    outcome = await call(lane, transport, retry, _created, params=_with_project(params, project_id))
+    return _answer(outcome, lane.path)
 
 
 def pipeline_query(
@@ -92,14 +110,12 @@ async def event_pipeline(
 ) -> EventPipeline | None:
     """``GET /v1/events/pipeline``: the event's pipeline, or None when the server does not
     know the event (yet: 404)."""
+    params = _with_project(dict(query), project_id)
     try:
-        response = await lane.call(transport, retry, params=_with_project(dict(query), project_id))
+        outcome = await call(lane, transport, retry, decode_pipeline, params=params)
     except NotFoundError:
         return None
-    pipeline = decode_pipeline(response.body)
-    if pipeline is None:
-        raise TransportError(f"GET {lane.path}: unreadable response body")
-    return pipeline
+    return _answer(outcome, lane.path)
 
 
 async def wait_for_pipeline(
@@ -129,8 +145,81 @@ async def conversions(
     lane: Lane, transport: Transport, retry: RetryPolicy, project_id: str | None = None
 ) -> list[Conversion]:
     """``GET /v1/conversions``: the project's conversions, each with its triggers."""
-    response = await lane.call(transport, retry, params=_with_project({}, project_id))
-    found = decode_conversions(response.body)
-    if found is None:
-        raise TransportError(f"GET {lane.path}: unreadable response body")
-    return found
+    params = _with_project({}, project_id)
+    return _answer(await call(lane, transport, retry, decode_conversions, params=params), lane.path)
+
+
+class ReadEndpoints:
+    """The read endpoints of :class:`~aiofuul.FuulClient` (a base class of it): what it
+    needs of the client is declared here."""
+
+    config: ClientConfig
+    _lanes: dict[str, Lane]
+    _transport: Transport
+    _events: EventFactory
+
+    def _check_usable(self) -> None:
+        raise NotImplementedError
+
+    async def event_status(self, user: User, name: str, *, project_id: str | None = None) -> bool:
+        """``GET /v1/events/status``: whether ANY event ``name`` exists for ``user``
+        (not a given dedup id). Event names are case-sensitive."""
+        self._check_usable()
+        return await event_status(
+            self._lanes["status"], self._transport, self.config.retry, user, name,
+            check_format=self._events.check_format, project_id=project_id,
+        )  # fmt: skip
+
+    async def event_pipeline(
+        self,
+        event_id: str | None = None,
+        *,
+        dedup_id: str | None = None,
+        event_name: str | None = None,
+        project_id: str | None = None,
+    ) -> EventPipeline | None:
+        """``GET /v1/events/pipeline``: what became of one event (by ``event_id``, or by
+        ``dedup_id`` and ``event_name``): the triggers it ran, with their ``status``, and
+        the attributions, payouts and movements it produced. None when the server does not
+        know the event (404), which can mean "not yet".
+
+        Example::
+
+            p = await fuul.event_pipeline(dedup_id="swap-123", event_name="swap")
+            if p is not None:
+                print(p.trigger_executions[0].status, len(p.attributions), len(p.payouts))
+        """
+        self._check_usable()
+        query = pipeline_query(event_id, dedup_id, event_name)
+        return await event_pipeline(
+            self._lanes["pipeline"], self._transport, self.config.retry, query, project_id
+        )
+
+    async def wait_for_pipeline(
+        self,
+        event_id: str | None = None,
+        *,
+        dedup_id: str | None = None,
+        event_name: str | None = None,
+        timeout: float = 60.0,
+        interval: float = 3.0,
+        project_id: str | None = None,
+    ) -> EventPipeline | None:
+        """Poll :meth:`event_pipeline` every ``interval`` seconds (Fuul suggests 2 to 5)
+        until attributions or payouts appear or ``timeout`` seconds pass; returns the
+        last answer, or None if the event was never found. Polls never exceed the
+        pipeline endpoint's rate limit (its lane waits for a slot)."""
+        self._check_usable()
+        query = pipeline_query(event_id, dedup_id, event_name)
+        return await wait_for_pipeline(
+            self._lanes["pipeline"], self._transport, self.config.retry, query,
+            timeout=timeout, interval=interval, project_id=project_id,
+        )  # fmt: skip
+
+    async def conversions(self, *, project_id: str | None = None) -> list[Conversion]:
+        """``GET /v1/conversions``: the project's conversions, each with the triggers
+        whose names events must carry (case-sensitive)."""
+        self._check_usable()
+        return await conversions(
+            self._lanes["conversions"], self._transport, self.config.retry, project_id
+        )

@@ -351,7 +351,7 @@ def validate_event(event: object, check_format: bool = True, *, strict: bool = F
         raise ValidationError("event", "must be an aiofuul.Event", event)
     checked = Event(
         check_name(event.name),
-        None if event.user is None else check_user(event.user, check_format),
+        None if event.user is None else check_user(event.user, check_format=check_format),
         check_dedup_id(event.dedup_id),
         check_args(event.args, strict=strict),
         check_timestamp(event.timestamp),

@@ -125,8 +125,8 @@ class Scan:
             fuul._transport,
             vars(fuul),
             vars(fuul._sender),
-            fuul._single,
-            vars(fuul._single),
+            fuul._lanes["single"],
+            vars(fuul._lanes["single"]),
         )
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 
+import msgspec
 import pytest
 from chaos_support import (
     PATIENT_RETRY,
@@ -33,7 +35,6 @@ from aiofuul import (
     RateLimit,
     RetryPolicy,
     ServerError,
-    TransportError,
     UndeliveredError,
     User,
 )
@@ -178,31 +179,95 @@ async def test_answers_slower_than_the_timeout_stored_then_the_retry_is_a_duplic
         assert fuul.stats().duplicates > 0
 
 
-async def test_unreadable_2xx_bodies_count_as_delivered_and_are_not_resent() -> None:
-    """Every success is answered with an HTML page or truncated JSON under a 2xx: the
-    events were stored, so the client must count them delivered and must not resend."""
+def sent_events(sb: Sandbox) -> list[dict[str, object]]:
+    """Every event of every send request the sandbox received (``record_bodies=True``),
+    in arrival order, resends included."""
+    events: list[dict[str, object]] = []
+    for r in sb.requests:
+        if r.method != "POST" or r.body is None:
+            continue
+        decoded = msgspec.json.decode(r.body)
+        events.extend(decoded if isinstance(decoded, list) else [decoded])
+    return events
+
+
+def assert_resent_unchanged(sb: Sandbox) -> int:
+    """Each dedup id was sent with the same event every time; returns how many were sent
+    more than once."""
+    first: dict[object, dict[str, object]] = {}
+    sends: Counter[object] = Counter()
+    for event in sent_events(sb):
+        dedup_id = event["dedup_id"]
+        sends[dedup_id] += 1
+        assert first.setdefault(dedup_id, event) == event, dedup_id
+    return sum(1 for n in sends.values() if n > 1)
+
+
+async def test_unreadable_2xx_bodies_are_resent_with_the_same_dedup_ids_and_stored_once() -> None:
+    """Half the successes are answered with an HTML page or truncated JSON under a 2xx
+    (the events were stored): not the API's answer, so the client resends with the same
+    dedup ids; the server skips the known ones, and each event is stored once, none
+    lost, none reported."""
     ledger = Ledger()
-    async with running(
-        ledger, Sandbox(limits=FAST_LIMITS, faults=Faults(garbage_rate=1.0)), retry=PATIENT_RETRY
-    ) as (sb, fuul):
+    garbage = Faults(garbage_rate=0.5, seed=5)
+    sandbox = Sandbox(limits=FAST_LIMITS, faults=garbage, record_bodies=True)
+    async with running(ledger, sandbox, retry=PATIENT_RETRY) as (sb, fuul):
         watcher = Watcher(fuul)
         await produce(fuul, ledger, EVM, tasks=5, per_task=40, pause=0.005)
-        assert (await fuul.send_event("deposit", EVM, dedup_id="direct-1")).duplicate is False
+        single = await fuul.send_event("deposit", EVM, dedup_id="direct-1")
+        assert single.dedup_id == "direct-1"
         batch = [Event("deposit", EVM, f"direct-b{i}") for i in range(10)]
         result = await fuul.send_batch(batch)
-        assert (result.ingested, result.skipped) == (10, 0)
-        # The status query's answer IS its body: unreadable is an error, not a guess.
-        with pytest.raises(TransportError):
-            await fuul.event_status(EVM, "trade")
+        assert result.ingested + result.skipped == 10
         assert await fuul.flush(timeout=10)
+        assert_adds_up(fuul)
+        # The status query's answer IS its body: an unreadable one is retried, not guessed.
+        assert await fuul.event_status(EVM, "trade") is True
         others = ["direct-1", *(e.dedup_id for e in batch)]
         assert_accounted(fuul, sb, ledger, all_delivered=True, others=others, watcher=watcher)
+        assert all(sb.stored_count(i) == 1 for i in others)
         s = fuul.stats()
-        assert s.retries == 0 and s.duplicates == 0
-        # Direct calls count in requests_*: exactly one request each, no resend.
+        assert s.failed == 0 and s.delivered + s.duplicates == s.tracked == 200, s
+        # Resent, and the server knew the ids it had stored before the garbage.
+        assert s.retries > 0 and s.duplicates > 0, s
+        assert assert_resent_unchanged(sb) > 0
+        # Every request the client made reached the sandbox (no proxy, no drops).
         assert (
             sb.count("events") == s.requests_single and sb.count("events/batch") == s.requests_batch
         )
+
+
+async def test_2xx_garbage_with_nothing_stored_loses_nothing() -> None:
+    """Half the sends are answered 201 with garbage WITHOUT being stored (a proxy that
+    answered for a server that never saw the request): had the client taken the 2xx as
+    proof, those events would be lost. Resent until a readable answer, every event is
+    stored exactly once, and none is a duplicate (nothing was stored before)."""
+    ledger = Ledger()
+    lost = Faults(garbage_rate=0.5, garbage_stores=False, seed=8)
+    sandbox = Sandbox(limits=FAST_LIMITS, faults=lost, record_bodies=True)
+    async with running(ledger, sandbox, retry=PATIENT_RETRY) as (sb, fuul):
+        watcher = Watcher(fuul)
+        producing = asyncio.create_task(
+            produce(fuul, ledger, EVM, tasks=5, per_task=100, every=5, pause=0.005)
+        )
+        singles = [await fuul.send_event("deposit", EVM, dedup_id=f"direct-{i}") for i in range(3)]
+        batches = [[Event("deposit", EVM, f"direct-b{j}-{i}") for i in range(10)] for j in range(2)]
+        results = [await fuul.send_batch(b) for b in batches]
+        await producing
+        assert await fuul.flush(timeout=20)
+        assert_adds_up(fuul)
+        # Nothing was stored before a readable answer: never a duplicate.
+        assert [r.duplicate for r in singles] == [False] * 3
+        assert [(r.ingested, r.skipped) for r in results] == [(10, 0)] * 2
+        others = [r.dedup_id for r in singles] + [e.dedup_id for b in batches for e in b]
+        assert_accounted(fuul, sb, ledger, all_delivered=True, others=others, watcher=watcher)
+        assert all(sb.stored_count(i) == 1 for i in [*ledger.accepted, *others])
+        s = fuul.stats()
+        assert s.tracked == s.delivered == 500, s
+        assert s.failed == s.duplicates == s.rejected == s.dropped == 0, s
+        assert s.retries > 0, s
+        assert assert_resent_unchanged(sb) > 0
+        assert sorted(sb.stored_ids()) == sorted([*ledger.accepted, *others])
 
 
 @pytest.mark.parametrize("retry_after", ["seconds", "none"])

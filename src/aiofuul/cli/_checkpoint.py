@@ -25,7 +25,12 @@ _VERSION = 1
 
 
 class Fingerprint(msgspec.Struct, frozen=True):
-    """Which input a checkpoint belongs to: its format, size and sha256."""
+    """Which input a checkpoint belongs to: its format, size and sha256.
+
+    Example::
+
+        Fingerprint("jsonl", scan.size, scan.sha256)
+    """
 
     format: str
     size: int
@@ -33,7 +38,15 @@ class Fingerprint(msgspec.Struct, frozen=True):
 
 
 class Checkpoint(msgspec.Struct, kw_only=True):
-    """Progress of one import (totals over every run that used this checkpoint)."""
+    """Progress of one import (totals over every run that used this checkpoint).
+
+    Example::
+
+        checkpoint = Checkpoint.read(path) or Checkpoint(input=fingerprint)
+        checkpoint.check(path, fingerprint)   # refuses another input's checkpoint
+        checkpoint.next_record = 200
+        checkpoint.save(path)
+    """
 
     version: int = _VERSION
     input: Fingerprint

@@ -47,7 +47,12 @@ _MAX_KEPT_ERRORS = 1000
 def derive_dedup_id(event: Event) -> str:
     """``imp-`` + the first 32 hex digits of the sha256 of the event's canonical JSON
     (keys sorted, ``dedup_id`` left out): the same content always gets the same id,
-    whatever the format or key order it was read from."""
+    whatever the format or key order it was read from.
+
+    Example::
+
+        derive_dedup_id(Event("trade", user, args={"size": 2}))  # 'imp-3f1c...'
+    """
     content = msgspec.to_builtins(event)
     content.pop("dedup_id", None)
     return DERIVED_PREFIX + hashlib.sha256(_CANONICAL.encode(content)).hexdigest()[:32]
@@ -57,7 +62,12 @@ def derive_dedup_id(event: Event) -> str:
 class Record:
     """One record: its position (``index``, the checkpoint's unit, blank records
     included), the line it starts on, and its event or why it is invalid (neither for
-    a blank line)."""
+    a blank line).
+
+    Example::
+
+        Record(index=0, line=1, error="not valid JSON (...)")
+    """
 
     index: int
     line: int
@@ -87,7 +97,7 @@ def _to_event(obj: object, index: int, line: int, check_format: bool) -> Record:
     if derive:
         obj = {**obj, "dedup_id": _PLACEHOLDER}
     try:
-        event = validate_event(msgspec.convert(obj, Event), check_format)
+        event = validate_event(msgspec.convert(obj, Event), check_format=check_format)
     except msgspec.ValidationError as exc:
         return Record(index, line, error=_type_message(exc))
     except ValidationError as exc:
@@ -179,7 +189,13 @@ def _csv(lines: Iterator[tuple[int, str | None]], check_format: bool) -> Iterato
 
 @dataclass
 class Scan:
-    """What validating the whole input found."""
+    """What validating the whole input found.
+
+    Example::
+
+        scan = Input("events.jsonl", "jsonl").scan()
+        scan.events, scan.invalid, scan.errors[:3]   # errors: (line, reason)
+    """
 
     records: int = 0
     events: int = 0
@@ -191,7 +207,17 @@ class Scan:
 
 
 class Input:
-    """An import's input: a path, or ``-`` for standard input."""
+    """An import's input: a path, or ``-`` for standard input.
+
+    Example::
+
+        source = Input("events.csv", "csv")
+        try:
+            scan = source.scan()                  # validate and fingerprint first
+            events = [r.event for r in source.records() if r.event is not None]
+        finally:
+            source.close()
+    """
 
     def __init__(self, path: str, fmt: Format, check_format: bool = True):
         self.path = path

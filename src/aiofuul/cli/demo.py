@@ -275,6 +275,9 @@ class _Demo:
             ),
             ("wall time", fmt_duration(wall)),
         ]
+        self._print(rows, r)
+
+    def _print(self, rows: list[tuple[str, str]], r: _Result) -> None:
         limits = self.limits
         print(
             f"\naiofuul demo: {self.n:,} events, {self.producers} producers, limits "

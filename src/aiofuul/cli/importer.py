@@ -23,7 +23,7 @@ from ._common import (
 )
 from ._output import Progress, fmt_duration, wrap
 from ._records import CSV_COLUMNS, Format, Input, Scan
-from ._upload import Uploader, batches
+from ._upload import Uploader
 from ._values import ARG_VALUE_RULES, TIMESTAMP_RULES
 
 __all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
@@ -79,7 +79,12 @@ DESCRIPTION = _DESCRIPTION
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``aiofuul import``."""
+    """The arguments of ``aiofuul import``.
+
+    Example::
+
+        configure(subparsers.add_parser(NAME, help=HELP, description=DESCRIPTION))
+    """
     parser.add_argument("file", metavar="FILE", help="the input file, or - for standard input")
     parser.add_argument(
         "--format",
@@ -124,7 +129,12 @@ def _report_invalid(scan: Scan, name: str, skip: bool) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    """Validate, then send; returns the exit code (raises for one-line errors)."""
+    """Validate, then send; returns the exit code (raises for one-line errors).
+
+    Example::
+
+        code = run(parser.parse_args(["import", "events.jsonl", "--checkpoint", "ckpt"]))
+    """
     if ns.concurrency < 1:
         raise CLIError("--concurrency must be at least 1")
     fmt: Format = ns.format or ("csv" if ns.file.lower().endswith(".csv") else "jsonl")
@@ -181,7 +191,7 @@ async def _import(
         )
         uploader.show(force=True)
         try:
-            await uploader.run(batches(source.records(), checkpoint.next_record))
+            await uploader.run(source.records())
         except Exception as exc:
             message, code = describe_error(exc, fuul.base_url)
             raise CLIError(

@@ -1,0 +1,104 @@
+"""The events waiting to be sent: a bounded queue in acceptance order, retries put back
+at its front, and the solo queue of a refused batch's events (sent one by one to find
+the bad ones). ``max_queue`` bounds both together, with the ``queue_full`` policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from .config import ClientConfig
+from .errors import FuulError, QueueFullError, UndeliveredError
+from .ledger import Ledger, Pending
+from .models import Event
+
+__all__ = ["Backlog"]
+
+
+class Backlog:
+    """The sender's queue (see the module docstring)."""
+
+    def __init__(self, config: ClientConfig, ledger: Ledger, clock: Callable[[], float]):
+        self._policy = config.queue_full
+        self._max = config.max_queue
+        self._retry = config.retry
+        self._ledger = ledger
+        self._clock = clock
+        self.queue: deque[Pending] = deque()
+        self.solo: deque[Pending] = deque()
+        self._room = asyncio.Event()
+        self._room_waiters = 0
+        self.retries = 0
+
+    def __len__(self) -> int:
+        return len(self.queue) + len(self.solo)
+
+    def add(self, event: Event, may_raise: bool) -> bool:
+        """Accept ``event``, applying the queue-full policy (``"raise"`` acts as
+        ``"drop_new"`` when ``may_raise`` is False: no caller to raise to). True when the
+        event was queued."""
+        queue, ledger = self.queue, self._ledger
+        if len(queue) + len(self.solo) >= self._max:
+            if self._policy == "raise" and may_raise:
+                raise QueueFullError(f"queue full ({self._max} events)")
+            if self._policy != "drop_old":
+                ledger.drop(ledger.accept(event), self._policy)
+                return False
+            ledger.drop(queue.popleft(), self._policy)
+        queue.append(ledger.accept(event))
+        if ledger.journal is not None:
+            ledger.journal.added(event)
+        return True
+
+    def take(self, count: int) -> list[Pending]:
+        """The next ``count`` events, off the front."""
+        pop = self.queue.popleft
+        return [pop() for _ in range(count)]
+
+    def requeue(self, items: Iterable[Pending]) -> None:
+        """Put events back at the front, in their order: they go before newer ones."""
+        self.queue.extendleft(reversed(list(items)))
+
+    def retry_later(self, items: list[Pending], error: FuulError, started: float) -> None:
+        """The request that started at ``started`` failed: requeue its events, or report
+        those out of attempts or time (the retry policy's one rule)."""
+        now = self._clock()
+        keep: list[Pending] = []
+        spent: list[Pending] = []
+        for p in items:
+            if p.attempts == 0:  # set here, not per request: only failures pay for it
+                p.first_try = started
+            p.attempts += 1
+            exhausted = self._retry.exhausted(p.attempts, p.first_try, now)
+            (spent if exhausted else keep).append(p)
+        if keep:
+            self.retries += 1
+            self.requeue(keep)
+        if spent:
+            error = UndeliveredError("retries_exhausted", len(spent), error)
+            self._ledger.settle(spent, "failed", error)
+
+    def settle_all(self, reason: str, cause: FuulError | None = None) -> None:
+        """Report every waiting event as failed, for ``reason`` (a stop, a shutdown)."""
+        items = [*self.solo, *self.queue]
+        self.solo.clear()
+        self.queue.clear()
+        if items:
+            self._ledger.settle(items, "failed", UndeliveredError(reason, len(items), cause))
+
+    async def wait_for_room(self, stopping: Callable[[], bool]) -> None:
+        """Wait until the queue has room (``atrack()``), or the sender stops."""
+        while len(self) >= self._max and not stopping():
+            self._room.clear()
+            self._room_waiters += 1
+            try:
+                await self._room.wait()
+            finally:
+                self._room_waiters -= 1
+
+    def tell_room(self, stopping: bool = False) -> None:
+        """Wake ``atrack()`` callers if there is room now (or the sender stops)."""
+        if stopping or (self._room_waiters and len(self) < self._max):
+            self._room.set()

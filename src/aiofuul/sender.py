@@ -1,0 +1,327 @@
+"""The background sender behind ``track()``: a bounded queue and one worker task.
+
+The worker wakes on a new event, a finished request, a flush, a close, or the time the
+next slot frees; each time it asks :func:`~aiofuul.scheduler.decide` what to start,
+starts it, and sleeps again. Each request runs :func:`~aiofuul.delivery.deliver` in a
+slot of its lane, and its outcome is applied to the queue in one place
+(:meth:`Sender._apply`). A shutdown timeout bounds every wait, ``Retry-After`` included.
+
+Every event ends in exactly one counter of the :class:`~aiofuul.ledger.Ledger`:
+delivered, duplicate, rejected, failed or dropped; the last three also reach
+``on_error`` and the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+
+from .backlog import Backlog
+from .config import ClientConfig
+from .delivery import (
+    Delivered,
+    Duplicate,
+    Outcome,
+    RateLimited,
+    Rejected,
+    Retry,
+    Stopped,
+)
+from .errors import (
+    BadRequestError,
+    PermissionDeniedError,
+    UndeliveredError,
+)
+from .flights import Flight, Flights
+from .lanes import Lane
+from .ledger import Journal, Ledger, OnError, Pending, Stats
+from .models import Event, required_scope
+from .scheduler import LaneState, Launch, QueueState, decide
+from .transport import Transport
+
+__all__ = ["Sender"]
+
+log = logging.getLogger("aiofuul")
+
+
+class Sender:
+    """Owns the queue and the worker task; the client delegates ``track()`` here."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        transport: Transport,
+        single: Lane,
+        batch: Lane,
+        on_error: OnError | None,
+        journal: Journal | None = None,
+        clock: Callable[[], float] | None = None,
+    ):
+        self._config = config
+        self._clock = clock or single.clock
+        self.ledger = Ledger(on_error, journal, config.max_queue, self._clock)
+        self._backlog = Backlog(config, self.ledger, self._clock)
+        self._linger = config.effective_linger
+        self._transport = transport
+        self._single = single
+        self._batch = batch
+        self._stop_logged: set[str] = set()
+        self._wake = asyncio.Event()
+        self._flights = Flights(
+            (single, batch),
+            transport,
+            self._backlog,
+            self.ledger,
+            max_batch=config.max_batch,
+            max_waiting=max(1, config.max_in_flight // 2),
+            clock=self._clock,
+            wake=self._wake.set,
+            apply=self._apply,
+        )
+        self._ready = asyncio.Event()  # set once the outbox's leftovers are queued
+        self._hurry = 0
+        self._stopping = False
+        self._worker: asyncio.Task[None] | None = None
+        self._on_end: Callable[[], None] | None = None
+        self.batches = self.batched_events = 0
+
+    # -- intake (called by the client on the loop) --------------------------------
+    def start(
+        self, loop: asyncio.AbstractEventLoop, on_end: Callable[[], None] | None = None
+    ) -> None:
+        """Start the worker on ``loop``; ``on_end()`` is called when it ends."""
+        self._on_end = on_end
+        self._worker = loop.create_task(self._run(), name="aiofuul-sender")
+        self._worker.add_done_callback(self._worker_done)
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        if self._on_end is not None:
+            self._on_end()
+        # Also reached when the loop shuts down without aclose() and cancels the
+        # worker, possibly before it ever ran: whatever is queued is reported here.
+        if self.backlog and not self._stopping:
+            log.error(
+                "aiofuul sender ended (event loop closing without aclose()?) "
+                "with %d event(s) queued",
+                self.backlog,
+            )
+        self.abandon()
+
+    @property
+    def in_flight(self) -> int:
+        """Events in requests under way."""
+        return self._flights.in_flight
+
+    @property
+    def backlog(self) -> int:
+        """Events waiting to be sent, retries included (what ``max_queue`` bounds)."""
+        return len(self._backlog)
+
+    def enqueue(self, event: Event) -> None:
+        """Queue an event that passed validation, applying the queue-full policy."""
+        if self._backlog.add(event, may_raise=True) and not self._wake.is_set():
+            self._wake.set()
+
+    def enqueue_from_thread(self, event: Event) -> None:
+        """:meth:`enqueue` for an event handed over from another thread: there is no
+        caller to raise to, so ``"raise"`` acts as ``"drop_new"``."""
+        if self._backlog.add(event, may_raise=False):
+            self._wake.set()
+
+    async def wait_for_room(self) -> None:
+        """Wait until the queue has room (``atrack()``)."""
+        await self._backlog.wait_for_room(lambda: self._stopping)
+
+    # -- the worker ------------------------------------------------------------------
+    async def _recover(self, journal: Journal) -> None:
+        try:
+            events = await journal.recover()
+        except Exception:
+            log.exception("could not read the outbox; events tracked now are not durable")
+            self.ledger.journal = None
+            return
+        finally:
+            self._ready.set()
+        if events:
+            log.info("resending %d event(s) a previous run left in the outbox", len(events))
+        for event in events:
+            self._backlog.queue.append(self.ledger.accept(event))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.ledger.journal is not None:
+            await self._recover(self.ledger.journal)
+        self._ready.set()
+        while True:
+            self._wake.clear()
+            try:
+                delay = self._dispatch(self._clock())
+            except Exception:  # a bug must not silence the sender for good
+                log.exception("aiofuul sender error; continuing")
+                delay = 0.1
+            if self._stopping and not self.backlog and not self._flights.tasks:
+                return
+            timer = None
+            if 0 < delay < math.inf:
+                timer = loop.call_later(delay, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+
+    def _dispatch(self, now: float) -> float:
+        """Start every request that may start now; return how long until one may."""
+        if self._single.stopped is not None and self._batch.stopped is not None:
+            self._backlog.settle_all("stopped", self._single.stopped)
+            return math.inf
+        while True:
+            step = decide(self._queue_state(), self._state(self._single, now),
+                          self._state(self._batch, now), now)  # fmt: skip
+            if not isinstance(step, Launch):
+                break
+            self._flights.launch(step, now)
+        self._backlog.tell_room()
+        return step
+
+    def _queue_state(self) -> QueueState:
+        queue, promised = self._backlog.queue, self._flights.promises.events
+        promised_total = promised["single"] + promised["batch"]
+        oldest = queue[min(len(queue) - 1, promised_total)].enqueued if queue else 0.0
+        config = self._config
+        return QueueState(
+            len(queue), promised["single"], promised["batch"], len(self._backlog.solo), oldest,
+            len(self._flights.tasks), config.max_in_flight, config.max_batch, self._linger,
+            self._hurry > 0,
+        )  # fmt: skip
+
+    def _state(self, lane: Lane, now: float) -> LaneState:
+        free = lane.free_slots(now)
+        return LaneState(
+            lane.stopped is None,
+            free,
+            now if free else lane.next_free(now),
+            self._flights.promises.room(lane),
+        )
+
+    # -- outcomes --------------------------------------------------------------------
+    def _apply(self, flight: Flight, outcome: Outcome, started: float) -> None:
+        """The one place an outcome changes the queue and the counters."""
+        self._flights.count_out(flight)
+        items, lane = flight.items, flight.lane
+        if isinstance(outcome, Delivered):
+            if lane is self._batch:
+                self.batches += 1
+                self.batched_events += len(items)
+            # The server does not say which were known already; the counts are exact.
+            self.ledger.settle(items[: outcome.ingested], "delivered")
+            self.ledger.settle(items[outcome.ingested :], "duplicates")
+        elif isinstance(outcome, Duplicate):
+            self.ledger.settle(items, "duplicates")
+        elif isinstance(outcome, RateLimited):
+            self._backlog.retries += 1
+            self._backlog.requeue(items)
+        elif isinstance(outcome, Retry):
+            self._backlog.retry_later(items, outcome.cause, started)
+        elif isinstance(outcome, Rejected):
+            self._reject(items, outcome)
+        else:
+            self._stopped(lane, items, outcome)
+
+    def _reject(self, items: list[Pending], outcome: Rejected) -> None:
+        """A refused request. For an atomic batch: report the events the server named,
+        send the rest again; if it named none, send each alone to find the bad ones."""
+        if len(items) == 1:
+            self.ledger.settle(items, "rejected", UndeliveredError("rejected", 1, outcome.cause))
+            return
+        if outcome.by_index is None:
+            self._backlog.solo.extend(items)
+            return
+        status = outcome.cause.status
+        for index, messages in outcome.by_index.items():
+            cause = BadRequestError(status, messages)
+            self.ledger.settle([items[index]], "rejected", UndeliveredError("rejected", 1, cause))
+        self._backlog.requeue(p for i, p in enumerate(items) if i not in outcome.by_index)
+
+    def _stopped(self, lane: Lane, items: list[Pending], outcome: Stopped) -> None:
+        cause = outcome.cause
+        if isinstance(cause, PermissionDeniedError):
+            cause = lane.stopped = cause.for_scope(required_scope(items[0].event.name))
+        first = lane.name not in self._stop_logged
+        if first:
+            self._stop_logged.add(lane.name)
+            log.error("%s refused (%s): this key cannot send here; failing its events",
+                      lane.path, cause)  # fmt: skip
+        self.ledger.settle(
+            items, "failed", UndeliveredError("stopped", len(items), cause), quiet=not first
+        )
+
+    # -- flush and close ---------------------------------------------------------------
+    async def flush(self, timeout: float | None) -> bool:
+        if not self._ready.is_set():
+            started = self._clock()
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except asyncio.TimeoutError:
+                return False
+            if timeout is not None:
+                timeout = max(0.0, timeout - (self._clock() - started))
+        done = self.ledger.flush_waiter()
+        if done is None:
+            return True
+        self._hurry += 1
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._hurry -= 1
+
+    async def close(self, timeout: float) -> None:
+        self._stopping = True
+        self._hurry += 1
+        self._backlog.tell_room(stopping=True)
+        self._wake.set()
+        worker = self._worker
+        if worker is None or worker.done():
+            self.abandon()
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(worker), timeout)
+        except asyncio.TimeoutError:
+            worker.cancel()
+            for task in list(self._flights.tasks):
+                task.cancel()
+            await asyncio.gather(worker, *self._flights.tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            worker.cancel()
+            raise
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Report everything still queued as left at shutdown."""
+        self._backlog.settle_all("shutdown")
+
+    def stats(self) -> Stats:
+        ledger, single, batch = self.ledger, self._single, self._batch
+        return Stats(
+            tracked=ledger.tracked,
+            delivered=ledger.delivered,
+            duplicates=ledger.duplicates,
+            rejected=ledger.rejected,
+            failed=ledger.failed,
+            dropped=ledger.dropped,
+            queued=ledger.tracked - ledger.settled(),
+            in_flight=self.in_flight,
+            requests_single=single.requests,
+            requests_batch=batch.requests,
+            rate_limited_single=single.rate_limited,
+            rate_limited_batch=batch.rate_limited,
+            retries=self._backlog.retries,
+            batches=self.batches,
+            mean_batch_size=self.batched_events / self.batches if self.batches else 0.0,
+        )
