@@ -1,5 +1,6 @@
 """SlidingWindowLimiter: at most N in ANY window of the period, and no more conservative
-than that; the 429 feedback (capacity cut, slow recovery), pause() and next_free().
+than that; the 429 feedback (capacity cut, recovery), pause() and next_free(). The
+recovery on a shared key, end to end against a fake server, is in test_recovery.py.
 
 The property tests drive the limiter with a fake clock over integer times (exact
 arithmetic, so window edges are not blurred by float rounding) through random
@@ -299,32 +300,77 @@ def test_on_rate_limited_never_goes_below_one_and_counts_recent_releases() -> No
     assert limiter.capacity == 40
 
 
-def test_capacity_recovers_over_quiet_periods_to_90_percent_of_the_429_level() -> None:
-    clock = FakeClock()
-    limiter = SlidingWindowLimiter(RateLimit(100, 10.0), clock=clock)
-    assert limiter.try_acquire()  # in use since t=0 ...
-    limiter.release()
-    clock.t = 10.0  # ... so a 429 a period later speaks of our share of the key
-    for _ in range(100):
+def _serve(limiter: SlidingWindowLimiter, n: int) -> None:
+    """``n`` requests answered at once (the window counts them from now)."""
+    for _ in range(n):
         assert limiter.try_acquire()
         limiter.release()
-    limiter.on_rate_limited()  # 100 in use drew a 429
-    assert limiter.capacity == 80
+
+
+def test_capacity_climbs_to_90_percent_of_the_429_level_probes_then_forgets_it() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(RateLimit(100, 10.0), clock=clock)
+    _serve(limiter, 1)  # in use since t=0 ...
+    clock.t = 10.0  # ... so a 429 a period later speaks of our share of the key
+    _serve(limiter, 50)
+    limiter.on_rate_limited()  # 50 in use drew a 429
+    assert limiter.capacity == 40
 
     def capacity_at(t: float) -> int:
-        clock.t = 10.0 + t
+        clock.t = t
         limiter.next_free()  # recovery is evaluated when the limiter is consulted
         return limiter.capacity
 
-    assert capacity_at(9.9) == 80  # not before a full quiet period
-    assert capacity_at(10.0) == 85  # +5% of the limit per quiet period
-    assert capacity_at(15.0) == 85
-    assert capacity_at(20.0) == 90  # settles at 90% of the level that drew the 429
-    assert capacity_at(30.0) == 90
-    assert capacity_at(119.0) == 90
-    assert capacity_at(120.0) == 91  # probes by one only after 10 quiet periods
-    assert capacity_at(200.0) == 91
-    assert capacity_at(220.0) == 92
+    assert capacity_at(19.9) == 40  # not before a full quiet period
+    assert capacity_at(20.0) == 41  # then a slot every period / capacity ...
+    assert capacity_at(21.0) == 45  # ... up to 90% of the level that drew the 429
+    assert capacity_at(30.5) == 45  # holds a period there
+    assert capacity_at(31.5) == 46  # then probes: a tenth of the limit a period,
+    assert capacity_at(32.5) == 47  # one slot at a time
+    assert capacity_at(35.5) == 50  # at the level that drew the 429 ...
+    assert capacity_at(44.5) == 59  # ... for a period without a 429:
+    assert capacity_at(45.5) == 62  # forgotten, a slot every period / capacity again
+    assert capacity_at(50.5) == 100
+
+
+def test_after_a_probe_draws_a_429_the_next_probe_waits_two_periods() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(RateLimit(100, 10.0), clock=clock)
+    _serve(limiter, 1)
+    clock.t = 10.0
+    _serve(limiter, 50)
+    limiter.on_rate_limited()  # level 50, capacity 40
+
+    def capacity_at(t: float) -> int:
+        clock.t = t
+        limiter.next_free()
+        return limiter.capacity
+
+    assert [capacity_at(t) for t in (21.0, 32.5)] == [45, 47]  # settled, probing
+    _serve(limiter, 47)  # the other user is still there: the probe draws a 429
+    limiter.on_rate_limited()
+    assert limiter.capacity == 37  # 80% of 47
+    assert capacity_at(42.4) == 37  # a quiet period
+    assert capacity_at(44.5) == 42  # floor(0.9 * 47)
+    assert capacity_at(63.5) == 42  # holds two periods ...
+    assert capacity_at(64.5) == 43  # ... then probes again
+
+
+def test_next_free_wakes_a_waiter_for_the_next_slot_of_growth() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(RateLimit(10, 10.0), clock=clock)
+    _serve(limiter, 1)
+    clock.t = 10.0
+    _serve(limiter, 5)
+    limiter.on_rate_limited()  # level 5, capacity 4: the settle point already
+    clock.t = 21.0
+    _serve(limiter, 4)  # the window is full until 31 ...
+    assert not limiter.try_acquire()
+    assert limiter.next_free() == 30.0  # ... but the first probe adds a slot at 30
+    clock.t = 30.0
+    assert limiter.try_acquire()
+    assert limiter.capacity == 5
+    assert limiter.next_free() == 31.0  # the next probe is a period away: the window first
 
 
 def test_a_429_in_the_first_period_is_not_taken_for_our_share() -> None:
@@ -360,23 +406,24 @@ def test_recovery_never_exceeds_the_limit() -> None:
     assert limiter.capacity == 3
 
 
-def test_a_second_429_at_a_lower_level_lowers_the_settle_point() -> None:
+def test_the_last_429_after_the_first_period_sets_the_settle_point() -> None:
     clock = FakeClock()
     limiter = SlidingWindowLimiter(RateLimit(100, 10.0), clock=clock)
-    for _ in range(100):
-        limiter.try_acquire()
-        limiter.release()
-    limiter.on_rate_limited()  # hint 100
+    _serve(limiter, 100)
+    limiter.on_rate_limited()  # in the first period: capacity 80, but no level kept
     clock.t = 10.0
-    for _ in range(50):
-        limiter.try_acquire()
-        limiter.release()
-    limiter.on_rate_limited()  # 50 counted now: hint 50, capacity 40
+    _serve(limiter, 50)
+    limiter.on_rate_limited()  # 50 counted now: level 50, capacity 40
     assert limiter.capacity == 40
-    for t in (20.0, 30.0, 40.0, 50.0):
-        clock.t = t
-        limiter.next_free()
-    assert limiter.capacity == 45  # floor(0.9 * 50)
+    clock.t = 25.0
+    limiter.next_free()
+    assert limiter.capacity == 45  # floor(0.9 * 50), not 90% of 100
+    _serve(limiter, 30)
+    limiter.on_rate_limited()  # a lower level (the other user spends more)
+    assert limiter.capacity == 24
+    clock.t = 40.0
+    limiter.next_free()
+    assert limiter.capacity == 27  # floor(0.9 * 30)
 
 
 # -- limits ----------------------------------------------------------------------------------------

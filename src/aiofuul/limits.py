@@ -10,9 +10,20 @@ after the response is a full period after the server counted it too, whatever th
 network did in between. (A token bucket such as ``aiolimiter.AsyncLimiter(100, 60)``
 is not: it lets 199 requests through in one sliding minute.)
 
-On a 429 (someone else spends the same key) the limiter lowers its own capacity below
-what it had in use and climbs back slowly, so a shared key settles under the server's
-limit instead of oscillating into it.
+On a 429 (someone else spends the same key, or the server allows less) the limiter
+cuts its capacity to 80% of what it had in use, and remembers that level (the hint).
+It does not grow for a full period. Then it grows one slot at a time, spread over the
+period, so that a key still shared answers the first slot too many with one 429, not
+with a burst of them: fast (a slot every ``period / capacity``) up to 90% of the hint
+(the settle point); there it holds one period (two after a probe drew the 429), then
+probes upwards by a tenth of the limit a period. While the other user still spends
+the key, a probe draws the next 429, about one every three periods, and the capacity
+stays near our share. Once the capacity has been at or above the hint for a period
+without a 429, the other user has gone (or spends less): the hint is forgotten and the
+capacity grows fast again, up to the limit. From a tenth of the limit, full speed is
+back within five periods. A 429 in the first period of use says nothing about our
+share (the server's window may still hold a predecessor's requests): it leaves no hint,
+and the capacity grows back by a quarter a period.
 """
 
 from __future__ import annotations
@@ -85,17 +96,22 @@ class Limits:
 #: The documented limits of the Fuul API: 100/min single, status and pipeline, 10/min batch.
 DEFAULT_LIMITS = Limits()
 
-# After a 429, capacity drops to this fraction of what was in use ...
+# Recovery from 429s (the module docstring tells the whole rule). After a 429 the
+# capacity drops to this fraction of what was in use, the hint (the level that drew it):
 _BACKOFF_FACTOR = 0.8
-# ... climbs back each quiet period by this fraction of the limit, up to this
-# fraction of the level that drew the 429, ...
-_RECOVERY_STEP = 0.05
+# After a quiet period (a full period without a 429) it grows by this many slots a
+# period per slot it has, up to this fraction of the hint, and again once the hint is
+# forgotten. All growth comes one slot at a time, spread over the period.
+_GROWTH_RATE = 1.0
 _SETTLE_FRACTION = 0.9
-# ... and probes above it by one request only after this many quiet periods.
-_PROBE_PERIODS = 10
+# There it holds a period (this many after a probe drew the 429), then probes up by
+# this fraction of the limit a period (at least one slot).
+_PROBE_PERIODS = 2
+_PROBE_STEP = 0.1
 # A 429 in the first period of use says nothing about our share of the key: the
 # server's window may still hold the requests of the process we replace (a restart, a
-# resumed import). Capacity then grows back by this fraction each quiet period.
+# resumed import). It leaves no hint, and capacity grows back by this many slots a
+# quiet period per slot it has.
 _RESTART_GROWTH = 0.25
 
 
@@ -116,8 +132,15 @@ class SlidingWindowLimiter:
         self._ceiling = limit.requests  # lowered while a shared limiter is unreachable
         self._saved_capacity = limit.requests
         self._paused_until = 0.0
-        self._hint: int | None = None  # what was in use when the server said 429
-        self._last_change = 0.0
+        # Recovery from 429s (see the module docstring):
+        self._hint: int | None = None  # what was in use when the server last said 429
+        self._growth = _GROWTH_RATE  # the growth without a hint, slots per slot a period
+        self._cut_at = -math.inf  # when the last 429 cut the capacity
+        self._last_change = -math.inf  # when the capacity last changed (a cut or +1)
+        self._settled_at: float | None = None  # when it reached the settle point
+        self._reached_hint_at: float | None = None  # when it reached the hint
+        self._hold = 1  # quiet periods at the settle point before probing above it
+        self._probed = False  # a probe above the settle point since the last 429
         self._first_use: float | None = None
         self._released: asyncio.Event | None = None
 
@@ -155,7 +178,12 @@ class SlidingWindowLimiter:
             return max(now, self._paused_until)
         if excess >= len(self._done):
             return math.inf
-        return max(self._done[excess] + self.limit.period, self._paused_until)
+        free_at = self._done[excess] + self.limit.period
+        if excess == 0 and self._capacity < self._ceiling:
+            # Recovering: the next slot may come from growth before the window frees
+            # one (an estimate that may be early: the caller asks again then).
+            free_at = min(free_at, self._next_growth())
+        return max(free_at, self._paused_until)
 
     # -- slots -----------------------------------------------------------------
     def try_acquire(self, now: float | None = None) -> bool:
@@ -203,14 +231,26 @@ class SlidingWindowLimiter:
 
     def on_rate_limited(self) -> None:
         """The server said 429 while this limiter admitted the request: the key is
-        shared, or the server's limit is lower. Lower the capacity below what was in use."""
+        shared, or the server's limit is lower. Lower the capacity below what was in use,
+        and remember that level (after the first period of use) to climb back towards."""
         now = self._clock()
         in_use = max(1, self.used(now))
         first = self._first_use
         if first is not None and now - first >= self.limit.period:
-            self._hint = in_use if self._hint is None else min(self._hint, in_use)
+            # After a probe's 429, wait longer before the next probe (the 429s of the
+            # requests in flight with it, which come next, do not shorten the wait).
+            hold = _PROBE_PERIODS if self._probed else 1
+            same = now - self._cut_at < self.limit.period
+            self._hold = max(self._hold, hold) if same else hold
+            self._hint = in_use
+            self._growth = _GROWTH_RATE
+        elif self._hint is None:
+            self._growth = _RESTART_GROWTH
         self._capacity = max(1, min(self._capacity, math.floor(in_use * _BACKOFF_FACTOR)))
-        self._last_change = now
+        self._cut_at = self._last_change = now
+        self._probed = False
+        self._settled_at = self._reached_hint_at = None
+        self._note_levels(now)
 
     def set_ceiling(self, fraction: float) -> None:
         """Admit at most ``fraction`` of the limit (at least one) until called with 1.0:
@@ -224,20 +264,53 @@ class SlidingWindowLimiter:
         self._capacity = min(self._capacity, self._ceiling)
 
     def _recover(self, now: float) -> None:
-        if self._capacity >= self._ceiling or now - self._last_change < self.limit.period:
-            return
-        if self._hint is None:
-            self._capacity += max(1, math.ceil(self._capacity * _RESTART_GROWTH))
-            self._capacity = min(self._capacity, self._ceiling)
-            self._last_change = now
-            return
-        settle = math.floor(self._hint * _SETTLE_FRACTION)
-        if self._capacity < settle:
-            step = max(1, math.floor(self.limit.requests * _RECOVERY_STEP))
-            self._capacity = min(settle, self._capacity + step)
-        elif now - self._last_change >= _PROBE_PERIODS * self.limit.period:
+        """Grow the capacity back, one slot at a time, up to ``now`` (see the module
+        docstring): a period's growth is spread over the period, so that a key still
+        shared answers the first slot too many with one 429, not a burst of them."""
+        period = self.limit.period
+        while self._capacity < self._ceiling:
+            due = self._next_step()
+            hint, reached = self._hint, self._reached_hint_at
+            if hint is not None and reached is not None and reached + period <= min(due, now):
+                # At or above the level that drew the last 429 for a quiet period: the
+                # key's other user has gone or spends less. Forget the level.
+                self._hint = self._settled_at = self._reached_hint_at = None
+                self._probed = False
+                self._last_change = max(self._last_change, reached + period)
+                continue
+            if due > now:
+                return
             self._capacity += 1
-        else:
+            self._last_change = due
+            self._probed = self._probed or self._settled_at is not None
+            self._note_levels(due)
+
+    def _next_growth(self) -> float:
+        """When the capacity may next change: a step, or forgetting the hint."""
+        reached = self._reached_hint_at
+        forget = math.inf if reached is None or self._hint is None else reached + self.limit.period
+        return min(self._next_step(), forget)
+
+    def _next_step(self) -> float:
+        """When the capacity may next grow by one, if no 429 comes before."""
+        period = self.limit.period
+        quiet = self._cut_at + period  # no growth in the period after a 429
+        capacity, hint, settled = self._capacity, self._hint, self._settled_at
+        if hint is None:  # after a first-period 429, or the hint forgotten
+            per_period = max(1, math.ceil(capacity * self._growth))
+        elif settled is None:  # below the settle point
+            per_period = max(1, math.ceil(capacity * _GROWTH_RATE))
+        else:  # at the settle point: hold, then probe
+            per_period = max(1, math.floor(self.limit.requests * _PROBE_STEP))
+            quiet = max(quiet, settled) + self._hold * period
+        return max(quiet, self._last_change + period / per_period)
+
+    def _note_levels(self, at: float) -> None:
+        """Record when the capacity reached the settle point and the hint."""
+        hint = self._hint
+        if hint is None:
             return
-        self._capacity = min(self._capacity, self._ceiling)
-        self._last_change = now
+        if self._settled_at is None and self._capacity >= math.floor(hint * _SETTLE_FRACTION):
+            self._settled_at = at
+        if self._reached_hint_at is None and self._capacity >= hint:
+            self._reached_hint_at = at
