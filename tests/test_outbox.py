@@ -6,13 +6,16 @@ import asyncio
 import os
 import signal
 import sqlite3
+import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from aiofuul import ClientStateError, FuulClient, User
-from aiofuul.outbox import open_database
+from aiofuul.models import Event
+from aiofuul.outbox import Outbox, open_database
 from aiofuul.sandbox import Sandbox
 from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
 
@@ -60,6 +63,42 @@ async def test_flush_waits_for_the_commit(tmp_path: Path, sandbox: Sandbox) -> N
         fuul.track("trade", EVM)
         assert await fuul.flush(timeout=5)
         assert rows(db) == 0  # delivered, and its deletion committed
+
+
+async def test_an_explicit_commit_does_not_wait_for_the_interval(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    outbox = Outbox(db, commit_interval=5.0)
+    try:
+        assert await outbox.recover() == []
+        for round_ in range(3):
+            for i in range(10):
+                outbox.added(Event("trade", EVM, dedup_id=f"r{round_}-{i}"))
+            started = time.monotonic()
+            # wait_for: before the fix this took the whole 5 s interval.
+            await asyncio.wait_for(outbox.commit(), 1.0)
+            assert time.monotonic() - started < 0.5
+            assert rows(db) == 10 * (round_ + 1)  # committed: another connection sees it
+    finally:
+        await outbox.close()
+
+
+async def test_outbox_files_are_readable_by_their_owner_only(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    db = tmp_path / "events.db"
+    names = ["events.db", "events.db-wal", "events.db-shm", "events.db.lock"]
+    previous = os.umask(0o022)  # the usual default, which makes new files world-readable
+    try:
+        async with FuulClient(
+            API_KEY, base_url=sandbox.url, config=fast_config(), outbox=db
+        ) as fuul:
+            fuul.track("trade", EVM)
+            assert await fuul.flush(timeout=5)
+            assert sorted(os.listdir(tmp_path)) == sorted(names)
+            modes = {n: stat.S_IMODE(os.stat(tmp_path / n).st_mode) for n in names}
+            assert modes == dict.fromkeys(names, 0o600)
+    finally:
+        os.umask(previous)
 
 
 async def test_rejected_events_go_to_the_dead_letter_table(

@@ -1,6 +1,7 @@
 """Every knob of the client, in one place: :class:`ClientConfig` and :class:`RetryPolicy`.
 
-Example (a test against the sandbox with limits compressed 60x)::
+Example (a test against the sandbox with limits compressed 60x: one minute lasts a
+second; a sandbox started with ``--time-scale 1/60`` has exactly these limits)::
 
     config = ClientConfig(limits=DEFAULT_LIMITS.scaled(1 / 60), linger=0.05)
     async with FuulClient("test-key", base_url=sandbox.url, config=config) as fuul:

@@ -4,8 +4,9 @@
 database (WAL mode) until the server has it. Writes happen on a thread of their own,
 in groups: everything accepted within ``commit_interval`` seconds (50 ms by default),
 or ``commit_size`` events, is committed in one transaction, so ``track()`` only appends
-to a list and stays as cheap as without an outbox. ``await fuul.flush()`` waits for the
-commit too. What a crash can lose is the last, uncommitted group: at most 50 ms of
+to a list and stays as cheap as without an outbox. ``await fuul.flush()`` (and
+:meth:`Outbox.commit`) commits at once, without waiting for the interval, and waits for
+the commit. What a crash can lose is the last, uncommitted group: at most 50 ms of
 events.
 
 - Delivered (and duplicate) events leave the outbox in the same group commits.
@@ -16,6 +17,10 @@ events.
   their dedup ids make the replay harmless.
 - One client per file: a lock file (``FILE.lock``) refuses a second client, in this
   process or another, with a clear error.
+- The files hold user identifiers (emails among them), so the database and its lock
+  file are created readable and writable by their owner only (mode 0600, never more
+  whatever the umask); SQLite gives its ``-wal`` and ``-shm`` files the database
+  file's mode. A file that already exists keeps its mode.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -64,13 +70,37 @@ _encode = msgspec.json.Encoder().encode
 _decode_event = msgspec.json.Decoder(Event).decode
 
 
+_PRIVATE = 0o600
+
+
+def _create_private(path: str) -> None:
+    # SQLite would create the file with the umask's mode (usually world-readable).
+    # O_EXCL: a file that exists keeps the mode its owner gave it.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE))
+
+
+def _restrict_sidecars(path: str) -> None:
+    # SQLite's unix VFS creates -wal and -shm with the database file's mode; this only
+    # matters on a build that does not, so that they never reveal more than it.
+    allowed = stat.S_IMODE(os.stat(path).st_mode)
+    for sidecar in (path + "-wal", path + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(os.stat(sidecar).st_mode)
+            if mode & ~allowed:
+                os.chmod(sidecar, mode & allowed)
+
+
 def open_database(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """Open (creating if needed) an outbox database in WAL mode."""
-    conn = sqlite3.connect(os.fspath(path), isolation_level=None, timeout=30)
+    """Open (creating if needed, mode 0600) an outbox database in WAL mode."""
+    name = os.fspath(path)
+    _create_private(name)
+    conn = sqlite3.connect(name, isolation_level=None, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL is durable against a process crash in WAL mode (not against power loss).
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(_SCHEMA)
+    _restrict_sidecars(name)
     return conn
 
 
@@ -86,7 +116,8 @@ class DeadLetter(msgspec.Struct, frozen=True):
 def _lock(path: Path) -> IO[str]:
     import fcntl
 
-    handle = open(path, "a+")  # noqa: SIM115 - held open for the client's lifetime
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, _PRIVATE)
+    handle = os.fdopen(fd, "a+")  # held open for the client's lifetime
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -127,6 +158,7 @@ class Outbox:
         self._committed = 0  # groups committed
         # asyncio.Event binds to a loop on first use (3.10+), so these can exist now.
         self._changed = asyncio.Event()
+        self._urgent = asyncio.Event()  # cuts the grouping wait short
         self._progress = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
@@ -151,6 +183,8 @@ class Outbox:
     def _kick(self, now: bool) -> None:
         if now or not self._changed.is_set():
             self._changed.set()
+        if now:
+            self._urgent.set()
 
     # -- life cycle ------------------------------------------------------------------
     async def recover(self) -> list[Event]:
@@ -177,10 +211,15 @@ class Outbox:
         loop = asyncio.get_running_loop()
         while True:
             await self._changed.wait()
-            if not self._closed and len(self._inserts) < self._size:
-                # Group what arrives within the interval into one transaction.
-                await asyncio.sleep(self._interval)
+            if not self._closed and not self._urgent.is_set():
+                # Group what arrives within the interval into one transaction, unless
+                # someone waits for the commit (flush) or the group is full.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), self._interval)
             self._changed.clear()
+            # Cleared with the group taken: a commit asked for during the write below
+            # is for the next group, which then starts at once.
+            self._urgent.clear()
             inserts, deletes, dead = self._inserts, self._deletes, self._dead
             self._inserts, self._deletes, self._dead = [], [], []
             self._generation += 1

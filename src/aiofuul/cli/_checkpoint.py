@@ -5,7 +5,9 @@ It records the number of leading records (``next_record``) whose events the serv
 acknowledged (stored, skipped as known, or refused for good), never what was merely
 sent, plus a fingerprint of the input so that a checkpoint is never applied to
 another file. It is rewritten atomically (temporary file, fsync, ``os.replace``) after
-each acknowledged batch, so a crash at any moment leaves the old or the new one.
+each acknowledged batch, so a crash at any moment leaves the old or the new one. The
+file is readable and writable by its owner only (mode 0600, never more whatever the
+umask).
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ class Checkpoint(msgspec.Struct, kw_only=True):
     def save(self, path: Path) -> None:
         """Write atomically: the file is always a complete checkpoint."""
         data = msgspec.json.format(msgspec.json.encode(self)) + b"\n"
+        # mkstemp creates the file with mode 0600 whatever the umask, and os.replace
+        # keeps that mode: the checkpoint is never readable by others, even briefly.
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:

@@ -21,7 +21,7 @@ from ..errors import (
     ValidationError,
 )
 from ..limits import Limits
-from ..sandbox.cli import add_limit_arguments
+from ..sandbox.cli import add_limit_arguments, parse_time_scale
 from ..transport import InsecureURLError
 
 __all__ = [
@@ -57,7 +57,7 @@ class CLIError(Exception):
 
 
 # -- client options -----------------------------------------------------------------
-def _time_scale(text: str) -> float:
+def _positive(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -81,11 +81,13 @@ def add_time_scale_argument(parser: argparse._ActionsContainer, default: float =
     """``--time-scale X``: multiply every period of the limits by X."""
     parser.add_argument(
         "--time-scale",
-        type=_time_scale,
+        # The sandbox's own parser: the same text must give both the same periods.
+        type=parse_time_scale,
         default=default,
         metavar="X",
-        help="multiply every period of the rate limits by X, to match a sandbox started "
-        f"with the same --time-scale (default {default:g})",
+        help="multiply every period of the rate limits by X, a number or a fraction "
+        "(1/60: one API minute lasts a second), to match a sandbox started with the same "
+        f"--time-scale (default {default:g})",
     )
 
 
@@ -100,7 +102,7 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
         "plain http is allowed on loopback only",
     )
     group.add_argument(
-        "--timeout", type=_time_scale, default=10.0, metavar="SECONDS", help="per request"
+        "--timeout", type=_positive, default=10.0, metavar="SECONDS", help="per request"
     )
     group.add_argument(
         "--max-attempts",

@@ -19,9 +19,9 @@ them by dedup_id, enforces the rate limits per key, and injects faults on demand
 It prints its base URL on one line, then serves until Ctrl-C or SIGTERM (exit 0).
 
 example:
-  aiofuul sandbox --port 8080 --key sk_test --time-scale 0.0167 &
+  aiofuul sandbox --port 8080 --key sk_test --time-scale 1/60 &
   FUUL_BASE_URL=http://127.0.0.1:8080/api/v1/ FUUL_API_KEY=sk_test \\
-      aiofuul send signup --user ada@example.com --type email --time-scale 0.0167"""
+      aiofuul send signup --user ada@example.com --type email --time-scale 1/60"""
 
 
 NAME = "sandbox"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 from collections.abc import Sequence
 
@@ -22,6 +23,7 @@ __all__ = [
     "add_sandbox_arguments",
     "main",
     "parse_rate_limit",
+    "parse_time_scale",
     "sandbox_from_args",
     "serve_forever",
 ]
@@ -36,6 +38,23 @@ def parse_rate_limit(text: str) -> RateLimit:
         raise argparse.ArgumentTypeError(
             f"expected REQUESTS/SECONDS like 100/60, not {text!r}"
         ) from None
+
+
+def parse_time_scale(text: str) -> float:
+    """An argparse type: ``"1/60"`` (one minute lasts a second) or a number > 0 such as
+    ``"0.5"``. A fraction gives exactly the float of ``1 / 60`` in Python, so that a
+    sandbox started with ``--time-scale 1/60``, a client CLI given the same text and
+    ``DEFAULT_LIMITS.scaled(1 / 60)`` in code all enforce the same periods."""
+    numerator, slash, denominator = text.partition("/")
+    try:
+        value = float(numerator) / float(denominator) if slash else float(numerator)
+    except (ValueError, ZeroDivisionError):
+        value = math.nan
+    if not (value > 0.0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(
+            f"expected a number > 0 or a fraction like 1/60, not {text!r}"
+        )
+    return value
 
 
 def add_limit_arguments(parser: argparse._ActionsContainer, help_format: str) -> None:
@@ -72,13 +91,6 @@ def _seconds(text: str) -> float:
         value = -1.0
     if not value >= 0.0:
         raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {text!r}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = _seconds(text)
-    if value == 0.0:
-        raise argparse.ArgumentTypeError("expected a number > 0")
     return value
 
 
@@ -121,10 +133,11 @@ def _add_rate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--time-scale",
-        type=_positive,
+        type=parse_time_scale,
         default=1.0,
         metavar="X",
-        help="multiply every period by X (0.0167: the documented limits per second)",
+        help="multiply every period by X, a number or a fraction (1/60: the documented "
+        "limits per second); give clients the same text, or DEFAULT_LIMITS.scaled(1 / 60)",
     )
     parser.add_argument(
         "--retry-after",
