@@ -17,6 +17,7 @@ from aiofuul import (
     Limits,
     QueueFullError,
     RateLimit,
+    RetryPolicy,
     UndeliveredError,
     User,
     ValidationError,
@@ -228,6 +229,8 @@ async def test_queue_full_policies_count_and_report(policy: str) -> None:
             fuul.track("trade", EVM, dedup_id="e10")
             stats = fuul.stats()
             assert stats.dropped == 1 and stats.tracked == 11
+            assert not seen  # on_error runs on the loop, never inside track()
+            await asyncio.sleep(0)
             dropped = seen[0][0][0].dedup_id
             assert dropped == ("e10" if policy == "drop_new" else ids[0])
             assert seen[0][1].reason == "dropped"
@@ -289,10 +292,13 @@ async def test_flush_waits_only_for_what_was_tracked_before(sandbox: Sandbox) ->
 
 
 async def test_auth_failure_stops_and_reports_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    # A refused key pauses the lanes (it may be a gateway's moment): the events wait up
+    # to the retry deadline, here half a second, then are reported as "stopped".
+    retry = RetryPolicy(max_attempts=50, initial_backoff=0.05, max_backoff=0.2, max_elapsed=0.5)
     async with Sandbox(limits=FAST_LIMITS, keys={"good": {"send:trigger_event"}}) as sb:
         seen, on_error = recorder()
         async with FuulClient(
-            "wrong", base_url=sb.url, config=fast_config(), on_error=on_error
+            "wrong", base_url=sb.url, config=fast_config(retry=retry), on_error=on_error
         ) as fuul:
             for i in range(120):
                 fuul.track("trade", EVM, args={"i": i})
@@ -301,9 +307,12 @@ async def test_auth_failure_stops_and_reports_loudly(caplog: pytest.LogCaptureFi
     assert stats.failed == 120 and stats.delivered == 0
     assert {error.reason for _, error in seen} == {"stopped"}
     assert sum(len(events) for events, _ in seen) == 120
-    # It stopped instead of hammering: only the requests already in flight were refused.
-    assert sb.count(status=401) <= fast_config().max_in_flight
-    assert any(r.levelname == "ERROR" and "401" in r.getMessage() for r in caplog.records)
+    # It paused instead of hammering: the first wave, then one probe at a time per lane,
+    # backing off (a few per lane in half a second, never a burst).
+    assert sb.count(status=401) <= fast_config().max_in_flight + 16
+    paused = [r for r in caplog.records if "lane paused" in r.getMessage()]
+    assert paused and all(r.levelname == "ERROR" and "401" in r.getMessage() for r in paused)
+    assert len(paused) <= 2  # once per lane, not per request
     assert not any("wrong" in r.getMessage() for r in caplog.records)
 
 

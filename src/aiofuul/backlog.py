@@ -61,9 +61,15 @@ class Backlog:
         """Put events back at the front, in their order: they go before newer ones."""
         self.queue.extendleft(reversed(list(items)))
 
-    def retry_later(self, items: list[Pending], error: FuulError, started: float) -> None:
+    def retry_later(
+        self,
+        items: list[Pending],
+        error: FuulError,
+        started: float,
+        reason: str = "retries_exhausted",
+    ) -> None:
         """The request that started at ``started`` failed: requeue its events, or report
-        those out of attempts or time (the retry policy's one rule)."""
+        those out of attempts or time (the retry policy's one rule) with ``reason``."""
         now = self._clock()
         keep: list[Pending] = []
         spent: list[Pending] = []
@@ -77,8 +83,19 @@ class Backlog:
             self.retries += 1
             self.requeue(keep)
         if spent:
-            error = UndeliveredError("retries_exhausted", len(spent), error)
-            self._ledger.settle(spent, "failed", error)
+            self._ledger.settle(spent, "failed", UndeliveredError(reason, len(spent), error))
+
+    def expire(self, now: float, cause: FuulError) -> None:
+        """While the lanes are refused (401/403/404), report the events that waited past
+        the retry deadline (``max_elapsed``), oldest first."""
+        deadline = now - self._retry.max_elapsed
+        for queue in (self.solo, self.queue):
+            expired: list[Pending] = []
+            while queue and min(queue[0].enqueued, queue[0].first_try or now) <= deadline:
+                expired.append(queue.popleft())
+            if expired:
+                error = UndeliveredError("stopped", len(expired), cause)
+                self._ledger.settle(expired, "failed", error)
 
     def settle_all(self, reason: str, cause: FuulError | None = None) -> None:
         """Report every waiting event as failed, for ``reason`` (a stop, a shutdown)."""

@@ -220,10 +220,19 @@ class FuulClient(ReadEndpoints):
         Safe to call twice."""
         if self._closed:
             return
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            # Before any state changes: a later aclose() on the right loop must still work.
+            raise ClientStateError(
+                "aclose() must be awaited on the event loop this FuulClient belongs to"
+            )
         self._closed = self._inactive = True
+        timeout = self.config.close_timeout if timeout is None else timeout
         try:
             if self._loop is not None:
-                await self._sender.close(self.config.close_timeout if timeout is None else timeout)
+                started = time.monotonic()
+                await self._sender.close(timeout)
+                left = timeout - (time.monotonic() - started)
+                await self._sender.ledger.wait_for_callbacks(max(0.1, min(1.0, left)))
         finally:
             try:
                 if self._outbox is not None:
@@ -321,8 +330,11 @@ class FuulClient(ReadEndpoints):
         event = self._events.make(name, user, dedup_id, args, timestamp, fields, stamp=True)
         if threading.get_ident() == self._thread_id:
             self._sender.enqueue(event)
-        else:
+            return event.dedup_id
+        try:
             loop.call_soon_threadsafe(self._sender.enqueue_from_thread, event)
+        except RuntimeError:  # the loop closed meanwhile: nothing was accepted
+            raise ClientStateError("the client's event loop is closed") from None
         return event.dedup_id
 
     async def flush(self, timeout: float | None = None) -> bool:

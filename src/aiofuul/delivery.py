@@ -184,7 +184,7 @@ def _learn(lane: Lane, outcome: Outcome) -> None:
     elif isinstance(outcome, Retry):
         lane.on_failure(outcome.after)
     elif isinstance(outcome, Stopped):
-        lane.stopped = outcome.cause
+        lane.on_stop(outcome.cause)
     else:
         lane.on_answer(delivered=isinstance(outcome, Delivered))
 

@@ -203,3 +203,14 @@ class Flights:
             cause = BadRequestError(400, f"cannot encode the event: {exc!r}")
             return Rejected(cause, None)
         return await deliver(lane, self._transport, accept, body=body, events=n)
+
+    def abandon(self) -> None:
+        """The close was cancelled: report the events of every request still under way
+        now (``shutdown``; the server may have stored some), and cancel the requests."""
+        for task, flight in self.tasks.items():
+            if task.done():  # its outcome was applied already
+                continue
+            task.cancel()
+            self.count_out(flight)
+            items, flight.items = flight.items, []
+            self.ledger.settle(items, "failed", UndeliveredError("shutdown", len(items)))

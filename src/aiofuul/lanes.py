@@ -216,6 +216,18 @@ class Lane:
         self.pause(wait)
         self.failures_in_a_row += 1
 
+    def on_stop(self, cause: APIError) -> None:
+        """A 401, 403 or 404: perhaps for good (a wrong key), perhaps for a moment (a
+        gateway during a deploy). The lane pauses and then probes with one request,
+        backing off."""
+        self.stopped = cause
+        self.on_failure()
+
+    @property
+    def may_probe(self) -> bool:
+        """A stopped lane may send one request once its pause is over."""
+        return self.limiter.in_flight == 0
+
     def on_answer(self, delivered: bool) -> None:
         """A final answer (delivered, duplicate, rejected): the lane is healthy."""
         self.failures_in_a_row = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import inspect
 import logging
 import math
 import operator
@@ -34,6 +35,8 @@ OnError = Callable[[list[Event], UndeliveredError], object]
 Settlement = Literal["delivered", "duplicates", "rejected", "failed", "dropped"]
 
 _DROP_WARN_INTERVAL = 5.0
+# Dedup ids named in the log per failure reason (a shutdown can lose thousands).
+_IDS_SHOWN = 100
 _enqueued_of = operator.attrgetter("enqueued")
 
 
@@ -125,6 +128,8 @@ class Ledger:
         self.tracked = 0
         self.delivered = self.duplicates = self.rejected = self.failed = self.dropped = 0
         self._waiters: deque[_FlushWaiter] = deque()
+        self._callbacks: set[asyncio.Future[object]] = set()
+        self._ids_shown: dict[str, int] = {}
         self._targets: list[float] = []  # the waiters' targets, for bisect
         self._drops_unwarned = 0
         self._drop_warned_at = -_DROP_WARN_INTERVAL
@@ -157,17 +162,69 @@ class Ledger:
         setattr(self, outcome, getattr(self, outcome) + len(items))
         if self.journal is not None:
             self.journal.settled([p.event for p in items], outcome, error)
+        if error is not None:
+            self._report(items, error, quiet)
+        # After the report: a flush() woken here finds on_error's call queued before it.
         if self._waiters:
             self._count_down(items)
-        if error is None:
-            return
+
+    def _report(self, items: Sequence[Pending], error: UndeliveredError, quiet: bool) -> None:
         if not quiet:
-            log.error("%s", error)
+            self._log_failure(items, error)
         if self.on_error is not None:
+            events = [p.event for p in items]
             try:
-                self.on_error([p.event for p in items], error)
-            except Exception:
-                log.exception("on_error callback raised")
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop left (a client collected late): call it now
+                self._call_on_error(events, error)
+            else:
+                # Never inside the caller's stack: a callback that tracks again must not
+                # recurse into track(), nor see counters halfway through a change.
+                loop.call_soon(self._call_on_error, events, error)
+
+    def _call_on_error(self, events: list[Event], error: UndeliveredError) -> None:
+        assert self.on_error is not None
+        try:
+            result = self.on_error(events, error)
+        except Exception:
+            log.exception("on_error callback raised")
+            return
+        if inspect.isawaitable(result):  # an async def on_error: run it, awaited at close
+            task = asyncio.ensure_future(result)
+            self._callbacks.add(task)
+            task.add_done_callback(self._callback_done)
+
+    def _callback_done(self, task: asyncio.Future[object]) -> None:
+        self._callbacks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("on_error callback raised", exc_info=task.exception())
+
+    async def wait_for_callbacks(self, timeout: float) -> None:
+        """Let the ``on_error`` calls scheduled so far run, and the async ones finish,
+        for at most ``timeout`` seconds (at close); cancel what is left, saying so."""
+        await asyncio.sleep(0)  # the calls scheduled with call_soon run first
+        if not self._callbacks:
+            return
+        _, pending = await asyncio.wait(set(self._callbacks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.error("%d on_error call(s) still running at close were cancelled", len(pending))
+
+    def _log_failure(self, items: Sequence[Pending], error: UndeliveredError) -> None:
+        """One ERROR line per failure, naming the dedup ids (the first hundred of a
+        shutdown): without on_error or an outbox, nothing else can say which were lost."""
+        shown = self._ids_shown[error.reason] = self._ids_shown.get(error.reason, 0)
+        room = max(0, _IDS_SHOWN - shown)
+        ids = [p.event.dedup_id for p in items[:room]]
+        self._ids_shown[error.reason] = shown + len(ids)
+        more = len(items) - len(ids)
+        names = ", ".join(ids) + (f" and {more} more" if more and ids else "")
+        where = "" if self.on_error else "; pass on_error= to FuulClient to receive every one"
+        if ids:
+            log.error("%s; dedup ids: %s%s", error, names, where)
+        else:
+            log.error("%s (dedup ids beyond the first %d not listed%s)", error, _IDS_SHOWN, where)
 
     def drop(self, item: Pending, policy: str) -> None:
         """A full queue dropped ``item``: counted, reported, and warned of at most once

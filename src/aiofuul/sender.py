@@ -67,7 +67,7 @@ class Sender:
         self._transport = transport
         self._single = single
         self._batch = batch
-        self._stop_logged: set[str] = set()
+        self._paused: set[str] = set()  # lanes whose pause was logged
         self._wake = asyncio.Event()
         self._flights = Flights(
             (single, batch),
@@ -85,6 +85,7 @@ class Sender:
         self._stopping = False
         self._worker: asyncio.Task[None] | None = None
         self._on_end: Callable[[], None] | None = None
+        self._finished = False
         self.batches = self.batched_events = 0
 
     # -- intake (called by the client on the loop) --------------------------------
@@ -126,8 +127,12 @@ class Sender:
 
     def enqueue_from_thread(self, event: Event) -> None:
         """:meth:`enqueue` for an event handed over from another thread: there is no
-        caller to raise to, so ``"raise"`` acts as ``"drop_new"``."""
-        if self._backlog.add(event, may_raise=False):
+        caller to raise to, so ``"raise"`` acts as ``"drop_new"``; and one that arrives
+        after the sender finished (a close raced it) is reported at once."""
+        if self._finished:
+            item = self.ledger.accept(event)
+            self.ledger.settle([item], "failed", UndeliveredError("shutdown", 1))
+        elif self._backlog.add(event, may_raise=False):
             self._wake.set()
 
     async def wait_for_room(self) -> None:
@@ -174,9 +179,9 @@ class Sender:
 
     def _dispatch(self, now: float) -> float:
         """Start every request that may start now; return how long until one may."""
-        if self._single.stopped is not None and self._batch.stopped is not None:
-            self._backlog.settle_all("stopped", self._single.stopped)
-            return math.inf
+        stopped = self._single.stopped or self._batch.stopped
+        if stopped is not None:
+            self._backlog.expire(now, stopped)
         while True:
             step = decide(self._queue_state(), self._state(self._single, now),
                           self._state(self._batch, now), now)  # fmt: skip
@@ -200,7 +205,8 @@ class Sender:
     def _state(self, lane: Lane, now: float) -> LaneState:
         free = lane.free_slots(now)
         return LaneState(
-            lane.stopped is None,
+            # A refused lane sends one probe at a time, after its backoff pause.
+            lane.stopped is None or lane.may_probe,
             free,
             now if free else lane.next_free(now),
             self._flights.promises.room(lane),
@@ -212,6 +218,9 @@ class Sender:
         self._flights.count_out(flight)
         items, lane = flight.items, flight.lane
         if isinstance(outcome, Delivered):
+            if lane.name in self._paused:
+                self._paused.discard(lane.name)
+                log.warning("%s %s accepted again: lane resumed", lane.method, lane.path)
             if lane is self._batch:
                 self.batches += 1
                 self.batched_events += len(items)
@@ -246,17 +255,16 @@ class Sender:
         self._backlog.requeue(p for i, p in enumerate(items) if i not in outcome.by_index)
 
     def _stopped(self, lane: Lane, items: list[Pending], outcome: Stopped) -> None:
+        """Refused for the key (401/403/404): the lane is paused and probes again; the
+        events wait, and those past the retry deadline are reported."""
         cause = outcome.cause
         if isinstance(cause, PermissionDeniedError):
             cause = lane.stopped = cause.for_scope(required_scope(items[0].event.name))
-        first = lane.name not in self._stop_logged
-        if first:
-            self._stop_logged.add(lane.name)
-            log.error("%s refused (%s): this key cannot send here; failing its events",
-                      lane.path, cause)  # fmt: skip
-        self.ledger.settle(
-            items, "failed", UndeliveredError("stopped", len(items), cause), quiet=not first
-        )
+        if lane.name not in self._paused:  # once per change of state, not per request
+            self._paused.add(lane.name)
+            log.error("%s %s refused (%s): lane paused; probing again with one request "
+                      "at a time, backing off", lane.method, lane.path, cause)  # fmt: skip
+        self._backlog.retry_later(items, cause, self._clock(), reason="stopped")
 
     # -- flush and close ---------------------------------------------------------------
     async def flush(self, timeout: float | None) -> bool:
@@ -298,12 +306,18 @@ class Sender:
                 task.cancel()
             await asyncio.gather(worker, *self._flights.tasks, return_exceptions=True)
         except asyncio.CancelledError:
+            # The close itself was cancelled (wait_for(aclose(), ...)): still settle
+            # every event now, since nobody will await anything for them later.
             worker.cancel()
+            self._flights.abandon()
+            self.abandon()
             raise
         self.abandon()
 
     def abandon(self) -> None:
-        """Report everything still queued as left at shutdown."""
+        """Report everything still queued as left at shutdown; from now on, an event
+        handed over late (from another thread) is reported at once."""
+        self._finished = True
         self._backlog.settle_all("shutdown")
 
     def stats(self) -> Stats:
