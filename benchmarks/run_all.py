@@ -23,7 +23,15 @@ from typing import Any
 
 import _common as c
 
-SCRIPTS = ("track_cost", "encoding", "rate_limit", "cpu_per_event", "memory", "latency")
+SCRIPTS = (
+    "track_cost",
+    "encoding",
+    "rate_limit",
+    "cpu_per_event",
+    "memory",
+    "latency",
+    "sync_track",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,7 @@ from .models import (
     SendResult,
     User,
 )
+from .sync import SyncFuulClient
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -75,6 +76,7 @@ __all__ = [
     "SendResult",
     "ServerError",
     "Stats",
+    "SyncFuulClient",
     "TransportError",
     "UndeliveredError",
     "User",
