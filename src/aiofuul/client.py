@@ -226,13 +226,9 @@ class FuulClient(ReadEndpoints):
                 "aclose() must be awaited on the event loop this FuulClient belongs to"
             )
         self._closed = self._inactive = True
-        timeout = self.config.close_timeout if timeout is None else timeout
         try:
             if self._loop is not None:
-                started = time.monotonic()
-                await self._sender.close(timeout)
-                left = timeout - (time.monotonic() - started)
-                await self._sender.ledger.wait_for_callbacks(max(0.1, min(1.0, left)))
+                await self._sender.close(self.config.close_timeout if timeout is None else timeout)
         finally:
             try:
                 if self._outbox is not None:

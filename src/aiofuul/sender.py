@@ -290,6 +290,14 @@ class Sender:
             self._hurry -= 1
 
     async def close(self, timeout: float) -> None:
+        """Deliver what is queued within ``timeout``, report the rest, and let the
+        ``on_error`` calls this made run (bounded: at most a second more)."""
+        started = self._clock()
+        await self._close(timeout)
+        left = timeout - (self._clock() - started)
+        await self.ledger.wait_for_callbacks(max(0.1, min(1.0, left)))
+
+    async def _close(self, timeout: float) -> None:
         self._stopping = True
         self._hurry += 1
         self._backlog.tell_room(stopping=True)
