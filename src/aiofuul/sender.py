@@ -290,8 +290,7 @@ class Sender:
             self._hurry -= 1
 
     async def close(self, timeout: float) -> None:
-        """Deliver what is queued within ``timeout``, report the rest, and let the
-        ``on_error`` calls this made run (bounded: at most a second more)."""
+        """Deliver what is queued within ``timeout``, report the rest; then let on_error run."""
         started = self._clock()
         await self._close(timeout)
         left = timeout - (self._clock() - started)
