@@ -3,7 +3,12 @@ one period per second, and a client configured to match (fast retries, short lin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
@@ -43,3 +48,38 @@ async def client(sandbox: Sandbox) -> AsyncIterator[FuulClient]:
     """A FuulClient pointed at ``sandbox`` with :func:`fast_config`."""
     async with FuulClient(API_KEY, base_url=sandbox.url, config=fast_config()) as fuul:
         yield fuul
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A redis-server of its own on a free loopback port, for the module's tests (CI
+    installs it: there a missing one fails instead of skipping)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is missing: .ci/run should have installed it")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(10)

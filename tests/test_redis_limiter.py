@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -19,42 +14,9 @@ import pytest_asyncio
 
 from aiofuul import FuulClient
 from aiofuul.sandbox import Sandbox
-from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
+from conftest import API_KEY, EVM, FAST_LIMITS, fast_config, free_port
 
 WORKER = Path(__file__).parent / "scripts" / "redis_worker.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is missing: .ci/run should have installed it")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = _free_port()
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                server.kill()
-                raise
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(10)
 
 
 @pytest_asyncio.fixture
@@ -112,7 +74,7 @@ async def test_four_processes_share_one_limit_without_429s(
 async def test_redis_down_falls_back_to_a_safe_fraction(
     strict_sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    dead = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     config = fast_config()
     with caplog.at_level(logging.WARNING, logger="aiofuul"):
         async with FuulClient(
