@@ -11,9 +11,9 @@ import pytest
 
 from aiofuul import TransportError
 from aiofuul.cli._common import CLIError, add_client_arguments, open_client
+from aiofuul.delivery import RateLimited, Rejected, Stopped, judge
 from aiofuul.testing import MockRequest, MockTransport, respond
 from aiofuul.transport import (
-    Action,
     AiohttpTransport,
     InsecureURLError,
     Response,
@@ -55,7 +55,7 @@ async def test_handler_decides_by_request() -> None:
     assert (await transport.request("POST", "events", body=b"{}")).status == 201
     answer = await transport.request("POST", "elsewhere", body=b"{}")
     assert answer.status == 404
-    assert answer.action is Action.STOP
+    assert type(judge(answer, lambda body: 1, 1)) is Stopped
 
 
 async def test_async_handler_is_awaited() -> None:
@@ -103,7 +103,7 @@ def test_respond_defaults_to_an_empty_body() -> None:
 def test_respond_encodes_json_and_carries_the_server_message() -> None:
     answer = respond(400, json={"message": ["name must be a string"]})
     assert answer.body == b'{"message":["name must be a string"]}'
-    assert answer.action is Action.REJECT
+    assert type(judge(answer, lambda body: 1, 1)) is Rejected
     assert answer.error().message == ["name must be a string"]
 
 
@@ -122,7 +122,7 @@ def test_respond_retry_after_in_seconds_or_as_the_header(
 ) -> None:
     answer = respond(429, retry_after=value)
     assert answer.retry_after == seconds
-    assert answer.action is Action.RATE_LIMITED
+    assert type(judge(answer, lambda body: 1, 1)) is RateLimited
 
 
 def test_respond_retry_after_as_an_http_date() -> None:

@@ -48,7 +48,8 @@ from aiofuul import (
     User,
     ValidationError,
 )
-from aiofuul.transport import DEFAULT_BASE_URL, Action, action_for, parse_retry_after
+from aiofuul.delivery import Delivered, Duplicate, RateLimited, Rejected, Retry, Stopped, judge
+from aiofuul.transport import DEFAULT_BASE_URL, Response, parse_retry_after
 from aiofuul.transport import resolve_base_url as resolve
 from conftest import API_KEY, EVM, fast_config
 
@@ -767,22 +768,22 @@ def test_parse_retry_after_http_date_uses_the_wall_clock_by_default() -> None:
     assert 58.0 <= wait <= 60.0
 
 
-# -- action_for ------------------------------------------------------------------------------------
+# -- what each status means (delivery.judge, the one table) ---------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("status", "action"),
+    ("status", "outcome"),
     [
-        *[(s, Action.OK) for s in (200, 201, 202, 204, 299)],
-        (409, Action.DUPLICATE),
-        (429, Action.RATE_LIMITED),
-        *[(s, Action.RETRY) for s in (408, 500, 501, 502, 503, 504, 599)],
-        *[(s, Action.STOP) for s in (401, 403, 404)],
-        *[(s, Action.REJECT) for s in (400, 402, 405, 410, 413, 415, 422, 301, 302, 304)],
+        *[(s, Delivered) for s in (200, 201, 202, 204, 299)],
+        (409, Duplicate),
+        (429, RateLimited),
+        *[(s, Retry) for s in (408, 500, 501, 502, 503, 504, 599)],
+        *[(s, Stopped) for s in (401, 403, 404)],
+        *[(s, Rejected) for s in (400, 402, 405, 410, 413, 415, 422, 301, 302, 304)],
     ],
 )
-def test_action_for_maps_each_class_of_status(status: int, action: Action) -> None:
-    assert action_for(status) is action
+def test_judge_maps_each_class_of_status(status: int, outcome: type) -> None:
+    assert type(judge(Response(status, b"", None), lambda body: 1, 1)) is outcome
 
 
 # -- base URL ---------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import msgspec
 from .config import RetryPolicy
 from .errors import APIError, BadRequestError, FuulError, RateLimitError, TransportError
 from .lanes import Lane
+from .models import decode_ingested
 from .transport import Response, Transport
 
 __all__ = [
@@ -96,13 +97,6 @@ Outcome = Delivered[Any] | Duplicate | Retry | RateLimited | Rejected | Stopped
 Accept = Callable[[bytes], T | None]
 
 
-class _BatchAnswer(msgspec.Struct):
-    ingested_events: int
-
-
-_BATCH_ANSWER = msgspec.json.Decoder(_BatchAnswer)
-
-
 def accept_event(body: bytes) -> int | None:
     """A single event's 2xx: empty, or any JSON object (its content is not published)."""
     if not body.strip():
@@ -119,11 +113,8 @@ def accept_batch(count: int) -> Accept[int]:
     def accept(body: bytes) -> int | None:
         if not body.strip():
             return count
-        try:
-            ingested = _BATCH_ANSWER.decode(body).ingested_events
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
-        return ingested if 0 <= ingested <= count else None
+        ingested = decode_ingested(body)
+        return ingested if ingested is not None and 0 <= ingested <= count else None
 
     return accept
 

@@ -1,20 +1,17 @@
 """HTTP: the :class:`Transport` seam, its aiohttp implementation (one keep-alive session,
-responses read with a size cap), the base URL and its safety rules, the ``Retry-After``
-parser, and what each status code means.
+responses read with a size cap), the base URL and its safety rules, and the
+``Retry-After`` parser.
 
 Everything the client sends goes through one :class:`Transport`: by default an
 :class:`AiohttpTransport`; in unit tests, :class:`aiofuul.testing.MockTransport` (no
 network); anything else with the same two methods will do.
 
-The status table (:func:`action_for`) is the one place that decides, for direct calls
-and the background sender alike, whether a response is a success, a duplicate, worth
-retrying, a rate limit, a rejection of the payload, or a stop (the key cannot work).
+What an answer means is decided in one place, :func:`aiofuul.delivery.judge`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import ipaddress
 import math
 import os
@@ -34,12 +31,10 @@ from .errors import APIError, FuulError, TransportError, error_for_status
 
 __all__ = [
     "DEFAULT_BASE_URL",
-    "Action",
     "AiohttpTransport",
     "InsecureURLError",
     "Response",
     "Transport",
-    "action_for",
     "parse_retry_after",
     "resolve_base_url",
 ]
@@ -51,32 +46,6 @@ USER_AGENT = (
     f"aiofuul/{__version__} aiohttp/{aiohttp.__version__} "
     f"python/{sys.version_info.major}.{sys.version_info.minor}"
 )
-
-
-class Action(enum.Enum):
-    """What a response status means for the request that drew it."""
-
-    OK = "ok"
-    DUPLICATE = "duplicate"  # 409: the dedup id is known; the event exists
-    RETRY = "retry"  # 5xx, 408, and transport errors: try the same request again
-    RATE_LIMITED = "rate_limited"  # 429: wait (Retry-After) and try again
-    REJECT = "reject"  # 400 and other 4xx: this payload can never succeed
-    STOP = "stop"  # 401, 403, 404: nothing sent with this key here can succeed
-
-
-def action_for(status: int) -> Action:
-    """The one mapping from HTTP status to :class:`Action`."""
-    if 200 <= status < 300:
-        return Action.OK
-    if status == 409:
-        return Action.DUPLICATE
-    if status == 429:
-        return Action.RATE_LIMITED
-    if status >= 500 or status == 408:
-        return Action.RETRY
-    if status in (401, 403, 404):
-        return Action.STOP
-    return Action.REJECT
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -169,11 +138,6 @@ class Response:
     status: int
     body: bytes
     retry_after: float | None
-
-    @property
-    def action(self) -> Action:
-        """What the status means (:func:`action_for`)."""
-        return action_for(self.status)
 
     def error(self) -> APIError:
         """The exception for this (error) response, with the server's message."""
