@@ -129,9 +129,14 @@ class Lane:
 
     def free_slots(self, now: float) -> int:
         """How many requests could start now."""
-        if self.next_free(now) > now:
-            return 0
-        return min(limiter.capacity - limiter.used(now) for limiter in self._limiters)
+        return self.availability(now)[0]
+
+    def availability(self, now: float) -> tuple[int, float]:
+        """``(free_slots, next_free)`` at ``now``, the windows walked once."""
+        at = self.next_free(now)
+        if at > now:
+            return 0, at
+        return min(limiter.capacity - limiter.used(now) for limiter in self._limiters), at
 
     def try_acquire(self, now: float) -> bool:
         """Take a slot on every limiter, or on none."""

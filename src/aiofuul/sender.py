@@ -203,12 +203,12 @@ class Sender:
         )  # fmt: skip
 
     def _state(self, lane: Lane, now: float) -> LaneState:
-        free = lane.free_slots(now)
+        free, next_free = lane.availability(now)
         return LaneState(
             # A refused lane sends one probe at a time, after its backoff pause.
             lane.stopped is None or lane.may_probe,
             free,
-            now if free else lane.next_free(now),
+            next_free,
             self._flights.promises.room(lane),
         )
 
