@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -57,7 +58,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A redis-server of its own on a free loopback port, for the module's tests (CI
     installs it: there a missing one fails instead of skipping)."""
     binary = shutil.which("redis-server")
@@ -66,10 +67,25 @@ def redis_url() -> Iterator[str]:
             pytest.fail("redis-server is missing: .ci/run should have installed it")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
+    # Its log is kept: a test that sees Redis drop prints it (see redis_log).
+    logfile = tmp_path_factory.mktemp("redis") / "redis.log"
     server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--logfile",
+            str(logfile),
+        ],
         stdout=subprocess.DEVNULL,
     )
+    _REDIS_LOGS[f"redis://127.0.0.1:{port}/0"] = logfile
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -83,3 +99,14 @@ def redis_url() -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     server.terminate()
     server.wait(10)
+
+
+_REDIS_LOGS: dict[str, Path] = {}
+
+
+def redis_log(url: str) -> str:
+    """What the redis-server of ``redis_url`` logged so far, for a failure's message."""
+    try:
+        return _REDIS_LOGS[url].read_text(errors="replace")[-4000:]
+    except (KeyError, OSError) as exc:
+        return f"(no log: {exc!r})"

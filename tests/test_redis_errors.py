@@ -48,7 +48,7 @@ class FakeRedis:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRedis:
     client = FakeRedis()
-    monkeypatch.setattr(redis.asyncio, "from_url", lambda *args, **kwargs: client)
+    monkeypatch.setattr(redis.asyncio.Redis, "from_pool", lambda *args, **kwargs: client)
     return client
 
 

@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from aiofuul import FuulClient
 from aiofuul.sandbox import Sandbox
-from conftest import API_KEY, EVM, FAST_LIMITS, fast_config, free_port
+from conftest import API_KEY, EVM, FAST_LIMITS, fast_config, free_port, redis_log
 
 WORKER = Path(__file__).parent / "scripts" / "redis_worker.py"
 
@@ -43,6 +43,7 @@ async def test_four_processes_share_one_limit_without_429s(
             str(periods),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for _ in range(workers)
     ]
@@ -60,7 +61,15 @@ async def test_four_processes_share_one_limit_without_429s(
 
     total = workers * per_period * periods
     assert sum(s["delivered"] + s["duplicates"] for s in stats) == total, stats
-    assert sb.count(status=429) == 0
+    # A worker cut off from Redis falls back to a fraction of the limit, which cannot
+    # know what the others sent: a 429 is then possible, and this says why.
+    assert not any(b"unreachable" in err for _, err in outputs), (outputs, redis_log(redis_url))
+    if sb.count(status=429):
+        t0 = min(r.at for r in sb.requests)
+        timeline = [
+            (round(r.at - t0, 3), r.path, r.status) for r in sb.requests if r.method == "POST"
+        ]
+        raise AssertionError(f"429s; POSTs (s from start, path, status): {timeline}; {outputs}")
     assert len(sb.stored_ids()) == total
     # The steady state: from the end of the second period (the first is a free burst,
     # and the backlogs take another to build up) for four periods, while every worker

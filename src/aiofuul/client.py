@@ -234,6 +234,7 @@ class FuulClient(ReadEndpoints):
                 if self._outbox is not None:
                     await self._outbox.close()
                 if self._remote is not None:
+                    await asyncio.gather(*(lane.settle() for lane in self._lanes.values()))
                     await self._remote.close()
             finally:
                 await self._transport.close()

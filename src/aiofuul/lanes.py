@@ -162,6 +162,12 @@ class Lane:
             # Redis being down is handled in the limiter; anything else is a bug to see.
             log.error("giving back a shared slot failed", exc_info=task.exception())
 
+    async def settle(self, timeout: float = 2.0) -> None:
+        """Wait (a little) for shared slots still being given back, before the shared
+        limiter's connections close under them."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
+
     def cancel(self) -> None:
         """Give back a slot whose request was never sent: it does not count."""
         for limiter in self._limiters:

@@ -65,6 +65,8 @@ return 0
 """
 # Never sleep longer than this between tries: a slot held in flight frees early.
 _MAX_POLL = 0.25
+_CONNECTIONS = 4
+_POOL_WAIT = 2.0
 
 
 class RedisLimiter:
@@ -86,7 +88,17 @@ class RedisLimiter:
             raise ImportError(
                 "FuulClient(limiter='redis://...') needs redis: pip install 'aiofuul[redis]'"
             ) from None
-        self._redis: Any = aioredis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        # A few connections, shared: each acquire is one short script, so more would only
+        # multiply a fleet's connections to Redis (and meet its maxclients sooner). A
+        # call that waits _POOL_WAIT for one counts as Redis being unreachable.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=_CONNECTIONS,
+            timeout=_POOL_WAIT,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+        )
+        self._redis: Any = aioredis.Redis.from_pool(pool)
         self._prefix = "aiofuul:" + hashlib.sha256(api_key.encode()).hexdigest()[:16] + ":"
         self._hold_ms = int(hold * 1000) + 1000
         self._fraction = fallback_fraction
