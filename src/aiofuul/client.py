@@ -44,7 +44,7 @@ from .models import (
     Event,
     SendResult,
     User,
-    encode_batch,
+    encode_batch_in_steps,
     encode_event,
     required_scope,
 )
@@ -393,10 +393,11 @@ class FuulClient(ReadEndpoints):
         self._check_usable()
         checked = self._events.check_batch(events)
         count = len(checked)
+        body = await encode_batch_in_steps(checked)
         try:
             outcome = await call(
                 self._lanes["batch"], self._transport, self.config.retry, accept_batch(count),
-                body=encode_batch(checked), params=_project(project_id), events=count,
+                body=body, params=_project(project_id), events=count,
             )  # fmt: skip
         except PermissionDeniedError as exc:
             scopes = sorted({required_scope(event.name) for event in checked})

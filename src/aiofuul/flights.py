@@ -18,7 +18,7 @@ from .delivery import Outcome, Rejected, Retry, accept_batch, accept_event, deli
 from .errors import BadRequestError, FuulError, UndeliveredError
 from .lanes import Lane
 from .ledger import Ledger, Pending
-from .models import encode_batch, encode_event
+from .models import encode_batch_in_steps, encode_event
 from .scheduler import Launch
 from .transport import Transport
 
@@ -192,7 +192,7 @@ class Flights:
         n = len(items)
         try:
             if lane is self._lanes[1]:
-                body = encode_batch([p.event for p in items])
+                body = await encode_batch_in_steps([p.event for p in items])
                 accept = accept_batch(n)
             else:
                 body, accept = encode_event(items[0].event), accept_event
