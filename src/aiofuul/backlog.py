@@ -35,6 +35,11 @@ class Backlog:
     def __len__(self) -> int:
         return len(self.queue) + len(self.solo)
 
+    def oldest_age(self, now: float) -> float:
+        """How long the oldest waiting event has waited (0.0 when none waits)."""
+        heads = [q[0].enqueued for q in (self.queue, self.solo) if q]
+        return now - min(heads) if heads else 0.0
+
     def add(self, event: Event, may_raise: bool) -> bool:
         """Accept ``event``, applying the queue-full policy (``"raise"`` acts as
         ``"drop_new"`` when ``may_raise`` is False: no caller to raise to). True when the

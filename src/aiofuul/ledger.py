@@ -63,6 +63,8 @@ class Stats(msgspec.Struct, frozen=True):
     retries: int
     batches: int
     mean_batch_size: float
+    oldest_queued_age: float = 0.0
+    """Seconds the oldest event waiting to be sent has waited (0.0 when none waits)."""
     shared_limiter_down: bool = False
     """True while the shared (Redis) limiter is unreachable and the local one, lowered,
     stands in."""
@@ -134,6 +136,8 @@ class Ledger:
         self._drops_unwarned = 0
         self._drop_warned_at = -_DROP_WARN_INTERVAL
         self._last_stamp = -math.inf
+        #: Called with (outcome, items, now) for every settlement (the metrics hook).
+        self.observer: Callable[[str, Sequence[Pending], float], None] | None = None
 
     def settled(self) -> int:
         """Events that reached their final counter."""
@@ -160,6 +164,8 @@ class Ledger:
         if not items:
             return
         setattr(self, outcome, getattr(self, outcome) + len(items))
+        if self.observer is not None:
+            self.observer(outcome, items, self._clock())
         if self.journal is not None:
             self.journal.settled([p.event for p in items], outcome, error)
         if error is not None:

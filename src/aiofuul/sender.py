@@ -345,4 +345,5 @@ class Sender:
             retries=self._backlog.retries,
             batches=self.batches,
             mean_batch_size=self.batched_events / self.batches if self.batches else 0.0,
+            oldest_queued_age=self._backlog.oldest_age(self._clock()),
         )
