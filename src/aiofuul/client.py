@@ -37,6 +37,7 @@ from .config import ClientConfig
 from .delivery import Duplicate, accept_batch, accept_event, call
 from .errors import ClientStateError, PermissionDeniedError
 from .events import EventFactory, EventFields
+from .handoff import Handoff
 from .lanes import make_lanes
 from .ledger import OnError, Stats
 from .models import (
@@ -161,6 +162,7 @@ class FuulClient(ReadEndpoints):
         self._events = EventFactory(config.check_identifier_format, config.strict)
         self._names_loaded: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._handoff: Handoff | None = None  # track_threadsafe()'s way in
         self._thread_id: int | None = None
         self._closed = self._forked = False
         # True unless track() may go straight to the queue: not bound yet, closed,
@@ -208,6 +210,7 @@ class FuulClient(ReadEndpoints):
             if self._closed:
                 raise ClientStateError("this FuulClient is closed")
             self._loop, self._thread_id = loop, threading.get_ident()
+            self._handoff = Handoff(loop, self._sender.enqueue_from_thread)
             self._sender.start(loop, on_end=_mark_inactive(weakref.ref(self)))
             self._inactive = False
             if self.config.check_event_names:
@@ -228,6 +231,8 @@ class FuulClient(ReadEndpoints):
         self._closed = self._inactive = True
         try:
             if self._loop is not None:
+                if self._handoff is not None:
+                    self._handoff.drain()
                 await self._sender.close(self.config.close_timeout if timeout is None else timeout)
         finally:
             try:
@@ -328,8 +333,9 @@ class FuulClient(ReadEndpoints):
         if threading.get_ident() == self._thread_id:
             self._sender.enqueue(event)
             return event.dedup_id
+        assert self._handoff is not None  # made with self._loop
         try:
-            loop.call_soon_threadsafe(self._sender.enqueue_from_thread, event)
+            self._handoff.put(event)
         except RuntimeError:  # the loop closed meanwhile: nothing was accepted
             raise ClientStateError("the client's event loop is closed") from None
         return event.dedup_id
@@ -341,6 +347,8 @@ class FuulClient(ReadEndpoints):
         if self._loop is None:
             return True
         self._bind()
+        if self._handoff is not None:
+            self._handoff.drain()  # events handed over before this call count too
         done = await self._sender.flush(timeout)
         if self._outbox is not None:
             await self._outbox.commit()
