@@ -249,6 +249,7 @@ class SyncFuulClient:
         self._client: FuulClient | None = None
         self._closed = False
         self._final: Stats | None = None
+        self._hooks: list[Callable[[FuulClient], None]] = []  # see _each_client
         self.close_at_exit = close_at_exit
         _clients.add(self)
         _register_exit_hook(weakref.ref(self))
@@ -288,7 +289,20 @@ class SyncFuulClient:
         outbox = self._outbox
         if outbox is not None and os.getpid() != self._pid:
             outbox = outbox_for_pid(outbox, os.getpid())
-        return FuulClient(outbox=outbox, **self._options)
+        client = FuulClient(outbox=outbox, **self._options)
+        for hook in self._hooks:
+            hook(client)
+        return client
+
+    def _each_client(self, hook: Callable[[FuulClient], None]) -> None:
+        """Call ``hook`` with the async client running in this process, if any, and with
+        each one made later (on first use, in a forked child) before it starts: how
+        :mod:`aiofuul.metrics` follows a client that may not exist yet."""
+        with self._lock:
+            self._hooks.append(hook)
+            runner = self._own_runner()
+        if runner is not None:
+            hook(runner.client)
 
     def _own_runner(self) -> _Runner | None:
         runner = self._runner
