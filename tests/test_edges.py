@@ -136,7 +136,7 @@ async def test_track_threadsafe_racing_aclose_is_refused_or_reported(sandbox: Sa
 # -- 4. on_error that tracks again --------------------------------------------------------
 async def test_on_error_that_tracks_again_runs_outside_track(sandbox: Sandbox) -> None:
     depth = deepest = 0
-    calls = 0
+    calls = reported = 0
 
     async with FuulClient(
         API_KEY,
@@ -145,8 +145,9 @@ async def test_on_error_that_tracks_again_runs_outside_track(sandbox: Sandbox) -
     ) as fuul:
 
         def on_error(events: list[Event], error: UndeliveredError) -> None:
-            nonlocal depth, deepest, calls
+            nonlocal depth, deepest, calls, reported
             calls += 1
+            reported += len(events)
             depth += 1
             deepest = max(deepest, depth)
             try:
@@ -161,7 +162,7 @@ async def test_on_error_that_tracks_again_runs_outside_track(sandbox: Sandbox) -
         await asyncio.sleep(0.05)
         accounted(fuul)
         assert await fuul.flush(5)
-    assert calls >= 3
+    assert reported >= 3  # the drops of one loop turn come in one call
     assert deepest == 1  # never run inside another call's stack (nor inside track())
     accounted(fuul)
 

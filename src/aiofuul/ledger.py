@@ -65,6 +65,10 @@ class Stats(msgspec.Struct, frozen=True):
     mean_batch_size: float
     oldest_queued_age: float = 0.0
     """Seconds the oldest event waiting to be sent has waited (0.0 when none waits)."""
+    arrival_rate: float = 0.0
+    """Events accepted per second over the last period of the single lane's limit (a
+    minute with the documented limits); compare with the key's ceiling of 1,100 a
+    minute (18.3/s). Above it for a period, one warning is logged with the numbers."""
     shared_limiter_down: bool = False
     """True while the shared (Redis) limiter is unreachable and the local one, lowered,
     stands in."""
@@ -134,6 +138,7 @@ class Ledger:
         self._ids_shown: dict[str, int] = {}
         self._targets: list[float] = []  # the waiters' targets, for bisect
         self._drops_unwarned = 0
+        self._drops: list[Pending] = []  # dropped this loop turn, settled just after
         self._drop_warned_at = -_DROP_WARN_INTERVAL
         self._last_stamp = -math.inf
         #: Called with (outcome, items, now) for every settlement (the metrics hook).
@@ -164,21 +169,38 @@ class Ledger:
         if not items:
             return
         setattr(self, outcome, getattr(self, outcome) + len(items))
+        self._tell(items, outcome, error, quiet)
+        # After the report: a flush() woken here finds on_error's call queued before it.
+        if self._waiters:
+            self._count_down(items)
+
+    def _tell(
+        self,
+        items: Sequence[Pending],
+        outcome: Settlement,
+        error: UndeliveredError | None,
+        quiet: bool,
+        on_loop: bool = False,
+    ) -> None:
+        """What a settlement owes beyond the counters: metrics, the journal, the report.
+        ``on_loop``: already called from the loop, outside any caller's stack."""
         if self.observer is not None:
             self.observer(outcome, items, self._clock())
         if self.journal is not None:
             self.journal.settled([p.event for p in items], outcome, error)
         if error is not None:
-            self._report(items, error, quiet)
-        # After the report: a flush() woken here finds on_error's call queued before it.
-        if self._waiters:
-            self._count_down(items)
+            self._report(items, error, quiet, on_loop)
 
-    def _report(self, items: Sequence[Pending], error: UndeliveredError, quiet: bool) -> None:
+    def _report(
+        self, items: Sequence[Pending], error: UndeliveredError, quiet: bool, on_loop: bool
+    ) -> None:
         if not quiet:
             self._log_failure(items, error)
         if self.on_error is not None:
             events = [p.event for p in items]
+            if on_loop:
+                self._call_on_error(events, error)
+                return
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # no loop left (a client collected late): call it now
@@ -233,9 +255,25 @@ class Ledger:
             log.error("%s (dedup ids beyond the first %d not listed%s)", error, _IDS_SHOWN, where)
 
     def drop(self, item: Pending, policy: str) -> None:
-        """A full queue dropped ``item``: counted, reported, and warned of at most once
-        every few seconds (with how many since the last warning)."""
-        self._drops_unwarned += 1
+        """A full queue dropped ``item``. Under overload this runs for every new event,
+        so it costs what queueing would: the counters and flush() see the drop at once,
+        while the telling (journal, one ``on_error`` call, a warning at most every few
+        seconds with how many since the last) is done for a loop turn's drops together."""
+        self.dropped += 1
+        if self._waiters:
+            self._count_down((item,))
+        self._drops.append(item)
+        if len(self._drops) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self._tell_drops, policy)
+            except RuntimeError:  # no loop (a client collected late): tell now
+                self._tell_drops(policy)
+
+    def _tell_drops(self, policy: str) -> None:
+        items, self._drops = self._drops, []
+        if not items:
+            return
+        self._drops_unwarned += len(items)
         now = self._clock()
         if now - self._drop_warned_at >= _DROP_WARN_INTERVAL:
             log.warning(
@@ -245,7 +283,8 @@ class Ledger:
                 policy,
             )
             self._drop_warned_at, self._drops_unwarned = now, 0
-        self.settle([item], "dropped", UndeliveredError("dropped", 1), quiet=True)
+        error = UndeliveredError("dropped", len(items))
+        self._tell(items, "dropped", error, quiet=True, on_loop=True)
 
     def flush_waiter(self) -> asyncio.Future[None] | None:
         """A future done when every event accepted so far has settled (None if all have)."""
