@@ -40,22 +40,22 @@ class Backlog:
         heads = [q[0].enqueued for q in (self.queue, self.solo) if q]
         return now - min(heads) if heads else 0.0
 
-    def add(self, event: Event, may_raise: bool) -> bool:
+    def add(self, event: Event, may_raise: bool) -> int:
         """Accept ``event``, applying the queue-full policy (``"raise"`` acts as
-        ``"drop_new"`` when ``may_raise`` is False: no caller to raise to). True when the
-        event was queued."""
+        ``"drop_new"`` when ``may_raise`` is False: no caller to raise to). Returns the
+        queue's length with it, or 0 when it was dropped."""
         queue, ledger = self.queue, self._ledger
         if len(queue) + len(self.solo) >= self._max:
             if self._policy == "raise" and may_raise:
                 raise QueueFullError(f"queue full ({self._max} events)")
             if self._policy != "drop_old":
                 ledger.drop(ledger.accept(event), self._policy)
-                return False
+                return 0
             ledger.drop(queue.popleft(), self._policy)
         queue.append(ledger.accept(event))
         if ledger.journal is not None:
             ledger.journal.added(event)
-        return True
+        return len(queue)
 
     def take(self, count: int) -> list[Pending]:
         """The next ``count`` events, off the front."""

@@ -13,6 +13,7 @@ import itertools
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -66,7 +67,9 @@ class EventFactory:
         self._warned_names: set[str] = set()
         self._ids = itertools.count()
         self._id_prefix = secrets.token_hex(8) + "-"
-        self._known_users: dict[User, User] = {}
+        # Least recently used first: an app with more active users than fit keeps its
+        # frequent ones, and pays one eviction per miss instead of a cleared cache.
+        self._known_users: OrderedDict[User, User] = OrderedDict()
 
     def new_id(self) -> str:
         """A dedup id unique to this client and event."""
@@ -100,7 +103,11 @@ class EventFactory:
             known = self._known_users.get(user) if type(user) is User else None
         except TypeError:  # a User holding unhashable garbage
             known = None
-        user = self._learn_user(user) if known is None else known
+        if known is None:
+            user = self._learn_user(user)
+        else:
+            self._known_users.move_to_end(known)
+            user = known
         dedup_id = self.new_id() if dedup_id is None else check_dedup_id(dedup_id)
         if args is not None:
             args = check_args(args, strict=self.strict)
@@ -136,9 +143,10 @@ class EventFactory:
         # queued: equal users then share one object, and a User holding str subclasses
         # that compares equal to a checked one is sent as that one.
         checked = check_user(user, check_format=self.check_format)
-        if len(self._known_users) >= _KNOWN_USERS:
-            self._known_users.clear()
-        self._known_users[checked] = checked
+        known = self._known_users
+        if checked not in known and len(known) >= _KNOWN_USERS:
+            known.popitem(last=False)
+        known[checked] = checked
         return checked
 
     def unknown_name(self, name: str) -> None:

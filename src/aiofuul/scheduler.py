@@ -18,10 +18,11 @@ snapshots, so a test can drive it with made-up numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
-__all__ = ["LaneState", "Launch", "QueueState", "decide"]
+__all__ = ["LaneState", "Launch", "QueueState", "decide", "events_to_wake"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +102,26 @@ def decide(queue: QueueState, single: LaneState, batch: LaneState, now: float) -
             at = max(at, queue.oldest + queue.linger)
         wake = min(wake, at)
     return max(0.0, wake - now)
+
+
+def events_to_wake(
+    queue: QueueState, single: LaneState, batch: LaneState, now: float
+) -> tuple[int, float]:
+    """After :func:`decide` chose to wait: ``(more, wait)``. ``more``: how many more
+    events would let a request start now (one, the first after idle; or enough to fill
+    a batch), or 0 when no number would (every slot taken, the in-flight budget spent, a
+    lane paused); below it a new event changes nothing, so ``track()`` need not wake the
+    sender. ``wait``: the seconds until a queue grown by fewer events could start one
+    (a single slot freeing while the queue is empty, say): the sender must wake then
+    even if no event wakes it, since :func:`decide` saw nothing to wait for."""
+    unpromised = queue.queued - queue.promised_single - queue.promised_batch
+    oldest = queue.oldest if unpromised > 0 else now  # the new event would be the oldest
+    wait = math.inf
+    for more in (1, queue.max_batch - unpromised):
+        if more >= 1:
+            grown = dataclasses.replace(queue, queued=queue.queued + more, oldest=oldest)
+            step = decide(grown, single, batch, now)
+            if isinstance(step, Launch):
+                return more, wait
+            wait = min(wait, step)
+    return 0, wait

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 from collections.abc import Callable
 
 from .backlog import Backlog
@@ -38,12 +39,15 @@ from .flights import Flight, Flights
 from .lanes import Lane
 from .ledger import Journal, Ledger, OnError, Pending, Stats
 from .models import Event, required_scope
-from .scheduler import LaneState, Launch, QueueState, decide
+from .overload import OverloadMonitor
+from .scheduler import LaneState, Launch, QueueState, decide, events_to_wake
 from .transport import Transport
 
 __all__ = ["Sender"]
 
 log = logging.getLogger("aiofuul")
+
+_NEVER = sys.maxsize  # a queue length no event reaches
 
 
 class Sender:
@@ -69,6 +73,9 @@ class Sender:
         self._batch = batch
         self._paused: set[str] = set()  # lanes whose pause was logged
         self._wake = asyncio.Event()
+        # The queue length at which a new event changes the sender's decision (see
+        # _wake_threshold): below it, track() does not wake a sender that can do nothing.
+        self._wake_at = 1
         self._flights = Flights(
             (single, batch),
             transport,
@@ -87,6 +94,9 @@ class Sender:
         self._on_end: Callable[[], None] | None = None
         self._finished = False
         self.batches = self.batched_events = 0
+        self._overload = OverloadMonitor(
+            config, lambda: self.ledger.tracked, lambda: len(self._backlog), self._clock
+        )
 
     # -- intake (called by the client on the loop) --------------------------------
     def start(
@@ -96,8 +106,10 @@ class Sender:
         self._on_end = on_end
         self._worker = loop.create_task(self._run(), name="aiofuul-sender")
         self._worker.add_done_callback(self._worker_done)
+        self._overload.start(loop)
 
     def _worker_done(self, task: asyncio.Task[None]) -> None:
+        self._overload.stop()
         if self._on_end is not None:
             self._on_end()
         # Also reached when the loop shuts down without aclose() and cancels the
@@ -122,7 +134,8 @@ class Sender:
 
     def enqueue(self, event: Event) -> None:
         """Queue an event that passed validation, applying the queue-full policy."""
-        if self._backlog.add(event, may_raise=True) and not self._wake.is_set():
+        if self._backlog.add(event, may_raise=True) >= self._wake_at:
+            self._wake_at = _NEVER
             self._wake.set()
 
     def enqueue_from_thread(self, event: Event) -> None:
@@ -132,7 +145,8 @@ class Sender:
         if self._finished:
             item = self.ledger.accept(event)
             self.ledger.settle([item], "failed", UndeliveredError("shutdown", 1))
-        elif self._backlog.add(event, may_raise=False):
+        elif self._backlog.add(event, may_raise=False) >= self._wake_at:
+            self._wake_at = _NEVER
             self._wake.set()
 
     async def wait_for_room(self) -> None:
@@ -162,15 +176,19 @@ class Sender:
         while True:
             self._wake.clear()
             try:
-                delay = self._dispatch(self._clock())
+                now = self._clock()
+                delay = self._dispatch(now)
+                self._wake_at, wait = self._wake_threshold(now)
+                delay = min(delay, wait)
             except Exception:  # a bug must not silence the sender for good
                 log.exception("aiofuul sender error; continuing")
-                delay = 0.1
+                delay, self._wake_at = 0.1, 1
             if self._stopping and not self.backlog and not self._flights.tasks:
                 return
             timer = None
-            if 0 < delay < math.inf:
-                timer = loop.call_later(delay, self._wake.set)
+            if delay < math.inf:
+                # Never 0: a slot estimate that is early by a hair must not spin the loop.
+                timer = loop.call_later(max(delay, 0.001), self._wake.set)
             try:
                 await self._wake.wait()
             finally:
@@ -190,6 +208,15 @@ class Sender:
             self._flights.launch(step, now)
         self._backlog.tell_room()
         return step
+
+    def _wake_threshold(self, now: float) -> tuple[int, float]:
+        """The queue length at which track() must wake the sender, and the seconds until
+        the sender must wake anyway (see :func:`~aiofuul.scheduler.events_to_wake`)."""
+        queue = self._queue_state()
+        more, wait = events_to_wake(
+            queue, self._state(self._single, now), self._state(self._batch, now), now
+        )
+        return (queue.queued + more if more else _NEVER), wait
 
     def _queue_state(self) -> QueueState:
         queue, promised = self._backlog.queue, self._flights.promises.events
@@ -346,4 +373,5 @@ class Sender:
             batches=self.batches,
             mean_batch_size=self.batched_events / self.batches if self.batches else 0.0,
             oldest_queued_age=self._backlog.oldest_age(self._clock()),
+            arrival_rate=self._overload.rate,
         )

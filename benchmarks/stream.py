@@ -1,0 +1,127 @@
+"""8. track() in a live stream, with the key's limits spent.
+
+A producer tracks one event per event-loop iteration (``track(); await
+asyncio.sleep(0)``), as a service tracking one event per request does, against a sandbox
+in another process with the documented limits (1,100 events a minute): a warm-up
+spends them, so during the measured blocks nothing can be sent. The figure is the
+producer process's CPU time per tracked event (``time.process_time``: the sender's
+work counts, it runs in this process), net of the same loop without ``track()``.
+
+Side by side, interleaved, medians of the blocks:
+
+- **live**: a client whose sender runs, as a user's does;
+- **parked**: the same client setup with its sender task cancelled, so that nothing is
+  sent and nothing runs when an event arrives: what ``track()`` alone costs here;
+- **floor**: appending a prebuilt event to a deque.
+
+The goals (issue 12): live / parked <= 1.2 (a sender that cannot send must cost nothing
+per event), and parked / floor <= 7.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import _common as c
+
+from aiofuul import ClientConfig, Event, FuulClient, User
+
+TITLE = "8. track() in a stream, limits spent (net CPU per event)"
+
+
+async def _loop(step: Callable[[], Any], number: int) -> float:
+    """CPU seconds of ``number`` loop iterations, each calling ``step``."""
+    sleep = asyncio.sleep
+    cpu0 = time.process_time()
+    for _ in range(number):
+        step()
+        await sleep(0)
+    return time.process_time() - cpu0
+
+
+async def measure(url: str, number: int, repeats: int) -> dict[str, list[float]]:
+    user = User(c.EVM_ADDRESS, "evm_address")
+    name, args = c.EVENT_NAME, c.ARGS
+    config = ClientConfig(max_queue=10**8)
+    live = FuulClient(c.API_KEY, base_url=url, config=config)
+    parked = FuulClient(c.API_KEY, base_url=c.DEAD_URL, config=config)
+    async with live, parked:
+        # Spend the key's minute: 100 singles and 10 batches go out, then nothing can.
+        for _ in range(1_200):
+            live.track(name, user, args=args)
+        await asyncio.sleep(2.0)
+        s = live.stats()
+        c.require(s.requests_batch >= 10, f"warm-up did not spend the limits: {s}")
+        parked.track(name, user, args=args)  # starts its sender, which we then stop
+        worker = parked._sender._worker
+        assert worker is not None
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+
+        floor: deque[Event] = deque()
+        prebuilt = Event(name, user, "prebuilt", args)
+        cases: dict[str, Callable[[], Any]] = {
+            "empty": lambda: None,
+            "live": lambda: live.track(name, user, args=args),
+            "parked": lambda: parked.track(name, user, args=args),
+            "floor": lambda: floor.append(prebuilt),
+        }
+        out: dict[str, list[float]] = {k: [] for k in cases}
+        requests0 = s.requests_single + s.requests_batch
+        for _ in range(repeats):
+            for key, step in cases.items():
+                out[key].append(await _loop(step, number) / number * 1e6)
+                floor.clear()
+                parked._sender._backlog.queue.clear()
+            # The live backlog keeps growing (as it would for a user): cleared only to
+            # bound memory, between rounds, not inside a block.
+            live._sender._backlog.queue.clear()
+        s = live.stats()
+        out["requests_during"] = [float(s.requests_single + s.requests_batch - requests0)]
+        # Not delivered: the benchmark dropped them; do not wait a minute to close.
+        live._sender._backlog.queue.clear()
+        await live.aclose(timeout=0.5)
+        await parked.aclose(timeout=0.1)
+    return out
+
+
+def run(quick: bool) -> c.Report:
+    number = 20_000 if quick else 150_000
+    repeats = 3 if quick else 5
+    report = c.Report("stream", TITLE, quick)
+    with c.SandboxProcess(limits=None) as sb:
+        raw = asyncio.run(measure(sb.url, number, repeats))
+    empty = c.median(raw["empty"])
+    net = {
+        k: c.median([v - e for v, e in zip(raw[k], raw["empty"], strict=True)])
+        for k in ("live", "parked", "floor")
+    }
+    report.add("empty loop iteration", empty, "us", note="subtracted from every figure below")
+    report.add("live: track(), sender running, limits spent", net["live"], "us/event")
+    report.add("parked: track(), sender stopped", net["parked"], "us/event")
+    report.add("floor: deque.append(prebuilt event)", net["floor"], "us/event")
+    ratio = net["live"] / net["parked"]
+    report.add("live / parked", ratio, "x", "<= 1.2", ratio <= 1.2)
+    floor_ratio = net["parked"] / net["floor"]
+    report.add("parked / floor", floor_ratio, "x", "<= 7", floor_ratio <= 7)
+    report.details = {
+        "events_per_block": number,
+        "repeats": repeats,
+        "samples_us_gross": raw,
+        "net_medians_us": net,
+        "timing": "time.process_time() of the producer process, medians of interleaved blocks",
+    }
+    return report
+
+
+def main() -> None:
+    ns = c.parse_args(__doc__ or "")
+    run(ns.quick).finish(ns.out)
+
+
+if __name__ == "__main__":
+    main()
