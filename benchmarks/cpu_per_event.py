@@ -11,7 +11,8 @@ microseconds per delivered event, split into the ``track()`` part and the sendin
 (encoding, HTTP, bookkeeping), and events per second (wall clock, track + flush). The
 sandbox's own CPU per event is shown for scale, and so is a floor: the same batch
 requests (bodies encoded beforehand) sent with plain ``aiohttp``, same concurrency,
-interleaved with aiofuul's rounds. A warm-up round (connections opened,
+interleaved with aiofuul's rounds. The goal is a ratio: aiofuul's whole CPU per event
+(track and send) at most twice the floor's, each round's ratio taken in that round. A warm-up round (connections opened,
 code paths warm) precedes the measured rounds; figures are medians over rounds.
 """
 
@@ -111,6 +112,8 @@ async def measure(url: str, server_pid: int, number: int, rounds: int) -> list[d
                     "send_events_per_s": number / (wall2 - wall1),
                     "server_us": (server1 - server0) / number * 1e6,
                     "bare_us": bare_cpu / number * 1e6,
+                    # Paired in the round, so a noisy neighbour moves both sides.
+                    "ratio": (cpu2 - cpu0) / bare_cpu,
                     "bare_events_per_s": number / bare_wall,
                     "batch_requests": batches,
                     "single_requests": singles,
@@ -127,13 +130,11 @@ def run(quick: bool) -> c.Report:
     with c.SandboxProcess(limits=(c.LIFTED, c.LIFTED, c.LIFTED)) as sb:
         samples = asyncio.run(measure(sb.url, sb.pid, number, rounds))
     med = {k: c.median([s[k] for s in samples]) for k in samples[0]}
-    total = med["total_us"]
+    total, ratio = med["total_us"], med["ratio"]
     report.add(
         "client CPU per delivered event",
         total,
         "us",
-        "<= 5 us",
-        total <= 5.0,
         note=f"track() {c.fmt(med['track_us'], 'us')} + sending "
         f"{c.fmt(med['send_us'], 'us')} (medians of the parts)",
     )
@@ -145,6 +146,15 @@ def run(quick: bool) -> c.Report:
         "us",
         note="pre-encoded 100-event bodies, same concurrency, no queue, no limiter: "
         "what the HTTP client alone costs per event",
+    )
+    report.add(
+        "aiofuul (track + send) / plain aiohttp",
+        ratio,
+        "x",
+        "<= 2x",
+        ratio <= 2.0,
+        note="median of each round's ratio; the absolute figures move with the machine's "
+        "load, the ratio much less",
     )
     report.add(
         "aiofuul sending above that floor",

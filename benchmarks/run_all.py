@@ -31,6 +31,7 @@ SCRIPTS = (
     "memory",
     "latency",
     "sync_track",
+    "stream",
 )
 
 

@@ -6,6 +6,7 @@ the bad ones). ``max_queue`` bounds both together, with the ``queue_full`` polic
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -14,18 +15,31 @@ from .errors import FuulError, QueueFullError, UndeliveredError
 from .ledger import Ledger, Pending
 from .models import Event
 
-__all__ = ["Backlog"]
+__all__ = ["NEVER", "Backlog"]
+
+NEVER = sys.maxsize  # a queue length no event reaches
 
 
 class Backlog:
     """The sender's queue (see the module docstring)."""
 
-    def __init__(self, config: ClientConfig, ledger: Ledger, clock: Callable[[], float]):
+    def __init__(
+        self,
+        config: ClientConfig,
+        ledger: Ledger,
+        clock: Callable[[], float],
+        wake: Callable[[], None],
+    ):
         self._policy = config.queue_full
         self._max = config.max_queue
         self._retry = config.retry
         self._ledger = ledger
+        self._accept = ledger.accept
         self._clock = clock
+        self._wake = wake
+        #: The queue length at which :meth:`add` wakes the sender; the sender sets it
+        #: after each pass, to ``NEVER`` while no event could change what it does.
+        self.wake_at = 1
         self.queue: deque[Pending] = deque()
         self.solo: deque[Pending] = deque()
         self._room = asyncio.Event()
@@ -40,22 +54,31 @@ class Backlog:
         heads = [q[0].enqueued for q in (self.queue, self.solo) if q]
         return now - min(heads) if heads else 0.0
 
-    def add(self, event: Event, may_raise: bool) -> int:
+    def add(self, event: Event, may_raise: bool = True) -> None:
         """Accept ``event``, applying the queue-full policy (``"raise"`` acts as
-        ``"drop_new"`` when ``may_raise`` is False: no caller to raise to). Returns the
-        queue's length with it, or 0 when it was dropped."""
-        queue, ledger = self.queue, self._ledger
-        if len(queue) + len(self.solo) >= self._max:
-            if self._policy == "raise" and may_raise:
-                raise QueueFullError(f"queue full ({self._max} events)")
-            if self._policy != "drop_old":
-                ledger.drop(ledger.accept(event), self._policy)
-                return 0
-            ledger.drop(queue.popleft(), self._policy)
-        queue.append(ledger.accept(event))
-        if ledger.journal is not None:
-            ledger.journal.added(event)
-        return len(queue)
+        ``"drop_new"`` when ``may_raise`` is False: no caller to raise to), and wake the
+        sender when the queue reaches :attr:`wake_at`. ``track()``'s hot path."""
+        queue = self.queue
+        if len(queue) + len(self.solo) >= self._max and not self._make_room(event, may_raise):
+            return
+        queue.append(self._accept(event))
+        journal = self._ledger.journal
+        if journal is not None:
+            journal.added(event)
+        if len(queue) >= self.wake_at:
+            self.wake_at = NEVER
+            self._wake()
+
+    def _make_room(self, event: Event, may_raise: bool) -> bool:
+        """The queue is full: raise, drop ``event`` (False), or drop the oldest (True)."""
+        ledger = self._ledger
+        if self._policy == "raise" and may_raise:
+            raise QueueFullError(f"queue full ({self._max} events)")
+        if self._policy != "drop_old":
+            ledger.drop(ledger.accept(event), self._policy)
+            return False
+        ledger.drop(self.queue.popleft(), self._policy)
+        return True
 
     def take(self, count: int) -> list[Pending]:
         """The next ``count`` events, off the front."""

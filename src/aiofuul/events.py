@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from .errors import ValidationError
 from .models import Conversion, Event, User
 from .validation import (
-    MAX_ID_LENGTH,
     check_args,
     check_dedup_id,
     check_name,
@@ -70,6 +69,8 @@ class EventFactory:
         # Least recently used first: an app with more active users than fit keeps its
         # frequent ones, and pays one eviction per miss instead of a cleared cache.
         self._known_users: OrderedDict[User, User] = OrderedDict()
+        # Names already checked: an app tracks a few names, again and again.
+        self._known_names: set[str] = set()
 
     def new_id(self) -> str:
         """A dedup id unique to this client and event."""
@@ -84,19 +85,14 @@ class EventFactory:
         timestamp: int | str | None,
         fields: EventFields,
         *,
-        stamp: bool,
+        stamp: bool = True,
     ) -> Event:
         """The event to queue or send; ``stamp``: give it the current time when it has
-        none (``track()``, whose events may wait)."""
+        none (``track()``, whose events may wait; a direct send leaves it to the server)."""
         if user is None or fields:
             return self._make_full(name, user, dedup_id, args, timestamp, fields, stamp)
-        if (
-            type(name) is not str
-            or not 0 < len(name) <= MAX_ID_LENGTH
-            or not name.isascii()
-            or "\x00" in name
-        ):
-            name = check_name(name)
+        if type(name) is not str or name not in self._known_names:
+            name = self._learn_name(name)
         if self.trigger_names is not None and name not in self.trigger_names:
             self.unknown_name(name)
         try:
@@ -136,6 +132,12 @@ class EventFactory:
         checked = validate_event(event, check_format=self.check_format, strict=self.strict)
         if self.trigger_names is not None and checked.name not in self.trigger_names:
             self.unknown_name(checked.name)
+        return checked
+
+    def _learn_name(self, name: object) -> str:
+        checked = check_name(name)
+        if len(self._known_names) < _KNOWN_USERS and type(name) is str:
+            self._known_names.add(checked)
         return checked
 
     def _learn_user(self, user: User) -> User:

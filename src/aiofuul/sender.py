@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import sys
 from collections.abc import Callable
 
-from .backlog import Backlog
+from .backlog import NEVER, Backlog
 from .config import ClientConfig
 from .delivery import (
     Delivered,
@@ -47,8 +46,6 @@ __all__ = ["Sender"]
 
 log = logging.getLogger("aiofuul")
 
-_NEVER = sys.maxsize  # a queue length no event reaches
-
 
 class Sender:
     """Owns the queue and the worker task; the client delegates ``track()`` here."""
@@ -66,16 +63,18 @@ class Sender:
         self._config = config
         self._clock = clock or single.clock
         self.ledger = Ledger(on_error, journal, config.max_queue, self._clock)
-        self._backlog = Backlog(config, self.ledger, self._clock)
+        self._wake = asyncio.Event()
+        # The backlog wakes the sender only at the queue length that changes its decision
+        # (see _wake_threshold): below it, track() leaves a sender that can do nothing.
+        self._backlog = Backlog(config, self.ledger, self._clock, self._wake.set)
+        #: Queue an event that passed validation, applying the queue-full policy:
+        #: ``track()``'s hot path, so the backlog's own method, not a wrapper.
+        self.enqueue: Callable[[Event], None] = self._backlog.add
         self._linger = config.effective_linger
         self._transport = transport
         self._single = single
         self._batch = batch
         self._paused: set[str] = set()  # lanes whose pause was logged
-        self._wake = asyncio.Event()
-        # The queue length at which a new event changes the sender's decision (see
-        # _wake_threshold): below it, track() does not wake a sender that can do nothing.
-        self._wake_at = 1
         self._flights = Flights(
             (single, batch),
             transport,
@@ -132,12 +131,6 @@ class Sender:
         """Events waiting to be sent, retries included (what ``max_queue`` bounds)."""
         return len(self._backlog)
 
-    def enqueue(self, event: Event) -> None:
-        """Queue an event that passed validation, applying the queue-full policy."""
-        if self._backlog.add(event, may_raise=True) >= self._wake_at:
-            self._wake_at = _NEVER
-            self._wake.set()
-
     def enqueue_from_thread(self, event: Event) -> None:
         """:meth:`enqueue` for an event handed over from another thread: there is no
         caller to raise to, so ``"raise"`` acts as ``"drop_new"``; and one that arrives
@@ -145,9 +138,8 @@ class Sender:
         if self._finished:
             item = self.ledger.accept(event)
             self.ledger.settle([item], "failed", UndeliveredError("shutdown", 1))
-        elif self._backlog.add(event, may_raise=False) >= self._wake_at:
-            self._wake_at = _NEVER
-            self._wake.set()
+        else:
+            self._backlog.add(event, may_raise=False)
 
     async def wait_for_room(self) -> None:
         """Wait until the queue has room (``atrack()``)."""
@@ -178,11 +170,11 @@ class Sender:
             try:
                 now = self._clock()
                 delay = self._dispatch(now)
-                self._wake_at, wait = self._wake_threshold(now)
+                self._backlog.wake_at, wait = self._wake_threshold(now)
                 delay = min(delay, wait)
             except Exception:  # a bug must not silence the sender for good
                 log.exception("aiofuul sender error; continuing")
-                delay, self._wake_at = 0.1, 1
+                delay, self._backlog.wake_at = 0.1, 1
             if self._stopping and not self.backlog and not self._flights.tasks:
                 return
             timer = None
@@ -216,7 +208,7 @@ class Sender:
         more, wait = events_to_wake(
             queue, self._state(self._single, now), self._state(self._batch, now), now
         )
-        return (queue.queued + more if more else _NEVER), wait
+        return (queue.queued + more if more else NEVER), wait
 
     def _queue_state(self) -> QueueState:
         queue, promised = self._backlog.queue, self._flights.promises.events

@@ -245,32 +245,54 @@ def check_args(args: object, *, strict: bool = False) -> dict[str, Any] | None:
     is sent with a warning (once per shape), or refused when ``strict``."""
     if args is None:
         return None
-    if not isinstance(args, Mapping):
+    if type(args) is dict:
+        converted = args.copy()
+    elif isinstance(args, Mapping):
+        converted = dict(args)
+    else:
         raise ValidationError("args", "must be a mapping (dict) of str keys to values", args)
-    converted = dict(args)
+    plain = _PLAIN_KEYS
     for key, value in converted.items():
-        kind = type(value)
-        # The common case decided inline (a short ASCII key that is not a standard one,
-        # a plain scalar value); anything else goes through _check_arg.
-        if type(key) is str and key.isascii() and key and "\x00" not in key:
-            if key not in STANDARD_ARGS:
-                if kind is str:
-                    if value.isascii() and len(value) <= _MAX_ARG_TEXT:
-                        continue
-                elif kind is float:
-                    if value - value == 0.0:  # false for NaN and both infinities
-                        continue
-                elif kind is int:
-                    if _INT_MIN <= value <= _INT_MAX:
-                        continue
-                elif kind is bool:
+        # The common case decided inline (a key already found plain, a plain scalar
+        # value): one set lookup, since an app sends the same few keys again and again.
+        # Anything else goes through _check_arg, which owns the rules.
+        if key in plain and type(key) is str:
+            kind = type(value)
+            if kind is str:
+                if len(value) <= _MAX_ARG_TEXT and value.isascii():
                     continue
+            elif kind is float:
+                if value - value == 0.0:  # false for NaN and both infinities
+                    continue
+            elif kind is int:
+                if _INT_MIN <= value <= _INT_MAX:
+                    continue
+            elif kind is bool:
+                continue
         elif type(key) is not str:
             return check_args({_key("args", k): v for k, v in converted.items()}, strict=strict)
+        elif _is_plain_key(key):
+            plain.add(key)  # its value is checked below, this once by the full rules
         checked = _check_arg(key, value, strict)
         if checked is not value:
             converted[key] = checked
     return converted
+
+
+# Keys found plain (ASCII, not empty, no NUL, not too long, not a standard key): the
+# ones an app uses, bounded so that generated keys cannot grow it without end.
+_PLAIN_KEYS: set[str] = set()
+_MAX_PLAIN_KEYS = 4096
+
+
+def _is_plain_key(key: str) -> bool:
+    return (
+        len(_PLAIN_KEYS) < _MAX_PLAIN_KEYS
+        and 0 < len(key) <= _MAX_ARG_TEXT
+        and key.isascii()
+        and "\x00" not in key
+        and key not in STANDARD_ARGS
+    )
 
 
 def _check_arg(key: str, value: object, strict: bool) -> object:
