@@ -15,12 +15,15 @@ Side by side, interleaved, medians of the blocks:
 - **floor**: appending a prebuilt event to a deque.
 
 The goals (issue 12): live / parked <= 1.2 (a sender that cannot send must cost nothing
-per event), and parked / floor <= 7.
+per event), and parked / floor <= 7. The floor is a small difference of two large
+numbers (one loop iteration costs several microseconds): its ratio moves from run to
+run far more than the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections import deque
 from collections.abc import Callable
@@ -56,11 +59,14 @@ async def measure(url: str, number: int, repeats: int) -> dict[str, list[float]]
         await asyncio.sleep(2.0)
         s = live.stats()
         c.require(s.requests_batch >= 10, f"warm-up did not spend the limits: {s}")
-        parked.track(name, user, args=args)  # starts its sender, which we then stop
+        await parked.start()  # starts its sender, which we then stop, its queue empty
         worker = parked._sender._worker
         assert worker is not None
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
+        # A sender that ends marks its client for a check on every call (to restart it
+        # or refuse); a parked one is a sender asleep, which the client does not know of.
+        parked._inactive = False
 
         floor: deque[Event] = deque()
         prebuilt = Event(name, user, "prebuilt", args)
@@ -74,12 +80,13 @@ async def measure(url: str, number: int, repeats: int) -> dict[str, list[float]]
         requests0 = s.requests_single + s.requests_batch
         for _ in range(repeats):
             for key, step in cases.items():
+                gc.collect()
                 out[key].append(await _loop(step, number) / number * 1e6)
+                # Every queue emptied after its block: a backlog left to grow would make
+                # the next blocks' garbage collections slower, whichever client they time.
                 floor.clear()
                 parked._sender._backlog.queue.clear()
-            # The live backlog keeps growing (as it would for a user): cleared only to
-            # bound memory, between rounds, not inside a block.
-            live._sender._backlog.queue.clear()
+                live._sender._backlog.queue.clear()
         s = live.stats()
         out["requests_during"] = [float(s.requests_single + s.requests_batch - requests0)]
         # Not delivered: the benchmark dropped them; do not wait a minute to close.
@@ -103,11 +110,16 @@ def run(quick: bool) -> c.Report:
     report.add("empty loop iteration", empty, "us", note="subtracted from every figure below")
     report.add("live: track(), sender running, limits spent", net["live"], "us/event")
     report.add("parked: track(), sender stopped", net["parked"], "us/event")
-    report.add("floor: deque.append(prebuilt event)", net["floor"], "us/event")
+    report.add(
+        "floor: deque.append(prebuilt event)",
+        net["floor"],
+        "us/event",
+        note="a small difference of two large numbers: the noisiest figure here",
+    )
     ratio = net["live"] / net["parked"]
     report.add("live / parked", ratio, "x", "<= 1.2", ratio <= 1.2)
     floor_ratio = net["parked"] / net["floor"]
-    report.add("parked / floor", floor_ratio, "x", "<= 7", floor_ratio <= 7)
+    report.add("parked / floor", floor_ratio, "x", "<= 7", 0 < floor_ratio <= 7)
     report.details = {
         "events_per_block": number,
         "repeats": repeats,
