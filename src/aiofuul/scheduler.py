@@ -18,15 +18,16 @@ snapshots, so a test can drive it with made-up numbers.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
+
+import msgspec
 
 __all__ = ["LaneState", "Launch", "QueueState", "decide", "events_to_wake"]
 
 
-@dataclass(frozen=True)
-class LaneState:
+# Structs, not dataclasses: the sender builds a few per pass, and events_to_wake copies
+# them (msgspec.structs.replace is some ten times cheaper than dataclasses.replace).
+class LaneState(msgspec.Struct, frozen=True):
     """One lane as the scheduler sees it."""
 
     usable: bool
@@ -39,8 +40,7 @@ class LaneState:
     """Room for one more request waiting for its shared slot."""
 
 
-@dataclass(frozen=True)
-class QueueState:
+class QueueState(msgspec.Struct, frozen=True):
     """The queue and the sender as the scheduler sees them."""
 
     queued: int
@@ -60,8 +60,7 @@ class QueueState:
     """A flush or close asks for everything now."""
 
 
-@dataclass(frozen=True)
-class Launch:
+class Launch(msgspec.Struct, frozen=True):
     """Start one request on ``lane`` (``"single"`` or ``"batch"``) for ``count`` events;
     ``solo``: the next event of the solo queue."""
 
@@ -119,7 +118,7 @@ def events_to_wake(
     wait = math.inf
     for more in (1, queue.max_batch - unpromised):
         if more >= 1:
-            grown = dataclasses.replace(queue, queued=queue.queued + more, oldest=oldest)
+            grown = msgspec.structs.replace(queue, queued=queue.queued + more, oldest=oldest)
             step = decide(grown, single, batch, now)
             if isinstance(step, Launch):
                 return more, wait

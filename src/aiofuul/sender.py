@@ -65,7 +65,7 @@ class Sender:
         self.ledger = Ledger(on_error, journal, config.max_queue, self._clock)
         self._wake = asyncio.Event()
         # The backlog wakes the sender only at the queue length that changes its decision
-        # (see _wake_threshold): below it, track() leaves a sender that can do nothing.
+        # (see _dispatch): below it, track() leaves a sender that can do nothing.
         self._backlog = Backlog(config, self.ledger, self._clock, self._wake.set)
         #: Queue an event that passed validation, applying the queue-full policy:
         #: ``track()``'s hot path, so the backlog's own method, not a wrapper.
@@ -170,8 +170,6 @@ class Sender:
             try:
                 now = self._clock()
                 delay = self._dispatch(now)
-                self._backlog.wake_at, wait = self._wake_threshold(now)
-                delay = min(delay, wait)
             except Exception:  # a bug must not silence the sender for good
                 log.exception("aiofuul sender error; continuing")
                 delay, self._backlog.wake_at = 0.1, 1
@@ -188,27 +186,24 @@ class Sender:
                     timer.cancel()
 
     def _dispatch(self, now: float) -> float:
-        """Start every request that may start now; return how long until one may."""
+        """Start every request that may start now, set the queue length at which
+        ``track()`` must wake the sender, and return how long until it must look again."""
         stopped = self._single.stopped or self._batch.stopped
         if stopped is not None:
             self._backlog.expire(now, stopped)
         while True:
-            step = decide(self._queue_state(), self._state(self._single, now),
-                          self._state(self._batch, now), now)  # fmt: skip
+            queue = self._queue_state()
+            single, batch = self._state(self._single, now), self._state(self._batch, now)
+            step = decide(queue, single, batch, now)
             if not isinstance(step, Launch):
                 break
             self._flights.launch(step, now)
         self._backlog.tell_room()
-        return step
-
-    def _wake_threshold(self, now: float) -> tuple[int, float]:
-        """The queue length at which track() must wake the sender, and the seconds until
-        the sender must wake anyway (see :func:`~aiofuul.scheduler.events_to_wake`)."""
-        queue = self._queue_state()
-        more, wait = events_to_wake(
-            queue, self._state(self._single, now), self._state(self._batch, now), now
-        )
-        return (queue.queued + more if more else NEVER), wait
+        # Below this length a new event changes nothing (see events_to_wake): track()
+        # leaves a sender that can do nothing asleep, and the timer covers the rest.
+        more, wait = events_to_wake(queue, single, batch, now)
+        self._backlog.wake_at = queue.queued + more if more else NEVER
+        return min(step, wait)
 
     def _queue_state(self) -> QueueState:
         queue, promised = self._backlog.queue, self._flights.promises.events
