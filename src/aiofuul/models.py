@@ -183,13 +183,17 @@ async def encode_batch_in_steps(events: list[Event]) -> bytes:
     batch of large events (100 of 1 MB each) would otherwise hold the loop for a third
     of a second. A thread would not help: msgspec holds the GIL while it encodes.
 
-    The first event is encoded alone to learn the events' size; the rest go in chunks
-    that fill one turn's budget (a whole batch of ordinary events in one chunk). The
-    chunks' arrays are joined once at the end, without their inner brackets: growing
-    one buffer instead would copy it at every reallocation."""
+    The first event is encoded alone to learn the events' size. A batch of ordinary
+    events then fits one turn's budget and is encoded whole; otherwise the rest go in
+    chunks that fill one turn's budget each, and the chunks' arrays are joined once at
+    the end, without their inner brackets: growing one buffer instead would copy it at
+    every reallocation."""
     encode = _ENCODER.encode
+    n = len(events)
+    if n > 1 and len(encode(events[:1])) * n <= _TURN_BYTES:
+        return encode(events)  # the usual batch: one turn's work, one buffer, no join
     parts: list[bytes] = []
-    i, n, step, since_yield = 0, len(events), 1, 0
+    i, step, since_yield = 0, 1, 0
     while i < n:
         j = min(n, i + step)
         part = encode(events[i:j])
