@@ -57,48 +57,77 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class RedisServer:
+    """A redis-server of its own on a free loopback port, that a test may stop (or
+    kill) and start again on the same port and data directory. ``aof``: with the
+    append-only file, fsynced at every write (``appendfsync always``), so that a
+    restart keeps every write Redis acknowledged."""
+
+    def __init__(self, directory: Path, aof: bool = False):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            if os.environ.get("CI"):
+                pytest.fail("redis-server is missing: .ci/run should have installed it")
+            pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        # Its log is kept: a test that sees Redis drop prints it (see redis_log).
+        logfile = directory / "redis.log"
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if aof else []
+        self.cmd = [
+            binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            *persistence,
+            "--dir", str(directory),
+            "--logfile", str(logfile),
+        ]  # fmt: skip
+        _REDIS_LOGS[self.url] = logfile
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Start it (again), and wait until it takes connections."""
+        self.process = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.process.kill()
+                    raise
+                time.sleep(0.02)
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop it: SIGTERM, or SIGKILL (no chance to write anything more)."""
+        if self.process is not None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A redis-server of its own on a free loopback port, for the module's tests (CI
     installs it: there a missing one fails instead of skipping)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is missing: .ci/run should have installed it")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    # Its log is kept: a test that sees Redis drop prints it (see redis_log).
-    logfile = tmp_path_factory.mktemp("redis") / "redis.log"
-    server = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--logfile",
-            str(logfile),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    _REDIS_LOGS[f"redis://127.0.0.1:{port}/0"] = logfile
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                server.kill()
-                raise
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(10)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server for one test, which may stop and restart it; with the AOF on."""
+    server = RedisServer(tmp_path, aof=True)
+    yield server
+    server.stop()
 
 
 _REDIS_LOGS: dict[str, Path] = {}

@@ -66,6 +66,7 @@ def assert_matches(series: Series, stats: Stats) -> None:
         "rejected": stats.rejected,
         "failed": stats.failed,
         "dropped": stats.dropped,
+        "handed_off": stats.handed_off,
     }
     requests = by(series, "fuul.client.requests", "fuul.endpoint")
     assert requests == {"single": stats.requests_single, "batch": stats.requests_batch}

@@ -191,6 +191,8 @@ async def test_outbox_command_lists_retries_and_purges_dead_letters(
     assert code == 0
     assert first in out and second in out and "user.identifier" in out
     assert "2 dead letter(s); 0 event(s) waiting" in out
+    code, out, _ = await _cli("outbox", str(db), "stats")
+    assert (code, out) == (0, "0 event(s) waiting to be sent; 2 dead letter(s)\n")
 
     code, _, err = await _cli("outbox", str(db), "purge")
     assert code == 2

@@ -39,7 +39,7 @@ from .errors import ClientStateError, PermissionDeniedError
 from .events import EventFactory, EventFields
 from .handoff import Handoff
 from .lanes import make_lanes
-from .ledger import OnError, Stats
+from .ledger import Journal, OnError, Stats
 from .models import (
     BatchResult,
     Event,
@@ -52,6 +52,7 @@ from .models import (
 from .outbox import Outbox
 from .reads import ReadEndpoints
 from .redis_limiter import RedisLimiter
+from .redis_outbox import RedisOutbox, is_redis_url
 from .sender import Sender
 from .transport import AiohttpTransport, Transport, resolve_base_url
 
@@ -116,7 +117,9 @@ class FuulClient(ReadEndpoints):
     :param limiter: ``"redis://host:port/db"`` to share the key's limits with every
         process using it (see :mod:`aiofuul.redis_limiter`); None: this process alone.
     :param outbox: a SQLite file that keeps accepted events until delivered, so a crash
-        loses nothing committed (see :mod:`aiofuul.outbox`). One client per file.
+        loses nothing committed (see :mod:`aiofuul.outbox`; one client per file), or
+        ``"redis://host:port/db"``: a backlog shared by every process using the key,
+        where live workers adopt a dead one's events (see :mod:`aiofuul.redis_outbox`).
     :param project_id: sent as ``?project_id=`` on every request, as the official SDK
         does for a key that works for several projects; direct calls may name another.
     :param transport: anything with the :class:`~aiofuul.transport.Transport` methods, in
@@ -155,7 +158,9 @@ class FuulClient(ReadEndpoints):
             config.limits, config.retry, _project(project_id), self._remote, clock
         )
         # Taken last: it locks the file, and nothing after it may fail and leave it locked.
-        self._outbox = Outbox(outbox) if outbox is not None else None
+        self._outbox: Journal | None = None
+        if outbox is not None:
+            self._outbox = RedisOutbox(outbox, key) if is_redis_url(outbox) else Outbox(outbox)
         self._sender = Sender(
             config, self._transport, lanes["single"], lanes["batch"], on_error, self._outbox
         )
@@ -362,6 +367,8 @@ class FuulClient(ReadEndpoints):
         stats = self._sender.stats()
         if self._remote is not None and self._remote.down:
             stats = msgspec.structs.replace(stats, shared_limiter_down=True)
+        if self._outbox is not None and self._outbox.down:
+            stats = msgspec.structs.replace(stats, outbox_down=True)
         return stats
 
     # -- direct calls: one retry loop (delivery.call) for all ------------------------------

@@ -136,6 +136,9 @@ class UndeliveredError(FuulError):
     - ``"dropped"``: the queue was full (``queue_full`` policy).
     - ``"shutdown"``: still queued or in flight when the client closed or its loop ended
       (an event in flight at that moment may still have been stored).
+    - ``"handed_off"``: not lost: left at close in a shared (Redis) outbox, where another
+      client delivers it (counted in ``stats().handed_off``, never in ``failed``). An
+      ``on_error`` that keeps lost events elsewhere skips this reason.
     """
 
     def __init__(self, reason: str, count: int, cause: FuulError | None = None):

@@ -2,9 +2,9 @@
 the log, and the durable outbox's journal, all told in one place (:meth:`Ledger.settle`).
 
 Every event accepted by ``track()`` is counted once in ``tracked`` and, later, once in
-exactly one of ``delivered``, ``duplicates``, ``rejected``, ``failed`` or ``dropped``;
-the last three also reach ``on_error`` with an :class:`~aiofuul.UndeliveredError`
-saying why. What is neither is ``queued``.
+exactly one of ``delivered``, ``duplicates``, ``rejected``, ``failed``, ``dropped`` or
+``handed_off``; the last four also reach ``on_error`` with an
+:class:`~aiofuul.UndeliveredError` saying why. What is neither is ``queued``.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ import msgspec
 from .errors import UndeliveredError
 from .models import Event
 
-__all__ = ["Journal", "Ledger", "OnError", "Pending", "Settlement", "Stats"]
+__all__ = ["Feed", "Journal", "Ledger", "OnError", "Pending", "Settlement", "Stats"]
 
 log = logging.getLogger("aiofuul")
 
 #: ``on_error(events, error)``: called on the loop with events that were not delivered.
 OnError = Callable[[list[Event], UndeliveredError], object]
 #: The counter an event ends in.
-Settlement = Literal["delivered", "duplicates", "rejected", "failed", "dropped"]
+Settlement = Literal["delivered", "duplicates", "rejected", "failed", "dropped", "handed_off"]
 
 _DROP_WARN_INTERVAL = 5.0
 # Dedup ids named in the log per failure reason (a shutdown can lose thousands).
@@ -44,8 +44,8 @@ class Stats(msgspec.Struct, frozen=True):
     """A snapshot of the client's counters; ``fuul.stats()`` costs next to nothing.
 
     At any moment ``tracked == delivered + duplicates + rejected + failed + dropped +
-    queued``, where ``queued`` counts every accepted event not yet settled (waiting,
-    awaiting a retry, or ``in_flight``).
+    handed_off + queued``, where ``queued`` counts every accepted event not yet settled
+    (waiting, awaiting a retry, or ``in_flight``).
     """
 
     tracked: int
@@ -72,10 +72,26 @@ class Stats(msgspec.Struct, frozen=True):
     shared_limiter_down: bool = False
     """True while the shared (Redis) limiter is unreachable and the local one, lowered,
     stands in."""
+    handed_off: int = 0
+    """Events left at close in a shared (Redis) outbox for another client to deliver,
+    instead of lost (see :mod:`aiofuul.redis_outbox`)."""
+    outbox_down: bool = False
+    """True while the outbox cannot be written (Redis unreachable): accepted events
+    wait in memory and are written when it is back."""
+
+
+#: ``feed(events)``: a journal hands the sender events it took over from a client that
+#: is gone; ``room()``: how many the sender can take now.
+Feed = Callable[[list[Event]], None]
 
 
 class Journal(Protocol):
-    """Told of every accepted and every settled event (the durable outbox)."""
+    """Told of every accepted and every settled event (the durable outbox: a SQLite
+    file, :class:`~aiofuul.outbox.Outbox`, or a Redis stream shared by a fleet,
+    :class:`~aiofuul.redis_outbox.RedisOutbox`)."""
+
+    #: True while events cannot be written (see ``Stats.outbox_down``).
+    down: bool
 
     def added(self, event: Event) -> None: ...
 
@@ -84,6 +100,18 @@ class Journal(Protocol):
     ) -> None: ...
 
     async def recover(self) -> list[Event]: ...
+
+    def attach(self, feed: Feed, room: Callable[[], int]) -> None:
+        """After :meth:`recover`: where to send events taken over later (a shared
+        journal adopts those of clients that died)."""
+
+    def hands_off(self, event: Event) -> bool:
+        """Whether ``event``, not delivered at shutdown, is left where another client
+        will deliver it (a shared journal that holds it), instead of lost."""
+
+    async def commit(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class Pending(msgspec.Struct, gc=False):
@@ -133,6 +161,7 @@ class Ledger:
         self._clock = clock
         self.tracked = 0
         self.delivered = self.duplicates = self.rejected = self.failed = self.dropped = 0
+        self.handed_off = 0
         self._waiters: deque[_FlushWaiter] = deque()
         self._callbacks: set[asyncio.Future[object]] = set()
         self._ids_shown: dict[str, int] = {}
@@ -146,7 +175,10 @@ class Ledger:
 
     def settled(self) -> int:
         """Events that reached their final counter."""
-        return self.delivered + self.duplicates + self.rejected + self.failed + self.dropped
+        return (
+            self.delivered + self.duplicates + self.rejected + self.failed + self.dropped
+            + self.handed_off
+        )  # fmt: skip
 
     def accept(self, event: Event) -> Pending:
         """Count an accepted event; returns what goes on the queue, stamped."""
@@ -166,6 +198,10 @@ class Ledger:
     ) -> None:
         """Count ``items`` under ``outcome`` and tell the journal, the flush waiters,
         and (for failures) the log and ``on_error``."""
+        if error is not None and error.reason == "shutdown" and self.journal is not None:
+            rest = self._hand_off(items)
+            if len(rest) < len(items):
+                items, error = rest, UndeliveredError("shutdown", len(rest), error.cause)
         if not items:
             return
         setattr(self, outcome, getattr(self, outcome) + len(items))
@@ -190,6 +226,27 @@ class Ledger:
             self.journal.settled([p.event for p in items], outcome, error)
         if error is not None:
             self._report(items, error, quiet, on_loop)
+
+    def _hand_off(self, items: Sequence[Pending]) -> Sequence[Pending]:
+        """At shutdown, the events a shared journal holds for other clients are handed
+        off (counted, told, not lost); returns the others."""
+        assert self.journal is not None
+        hands_off = self.journal.hands_off
+        kept: list[Pending] = []
+        rest: list[Pending] = []
+        for p in items:
+            (kept if hands_off(p.event) else rest).append(p)
+        if kept:
+            self.handed_off += len(kept)
+            log.warning(
+                "%d event(s) not delivered by close were handed off: they stay in the "
+                "shared outbox, and another client delivers them",
+                len(kept),
+            )
+            self._tell(kept, "handed_off", UndeliveredError("handed_off", len(kept)), quiet=True)
+            if self._waiters:
+                self._count_down(kept)
+        return rest
 
     def _report(
         self, items: Sequence[Pending], error: UndeliveredError, quiet: bool, on_loop: bool

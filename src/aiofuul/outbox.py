@@ -32,7 +32,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
@@ -40,7 +40,8 @@ from typing import IO
 import msgspec
 
 from .errors import ClientStateError, UndeliveredError
-from .models import Event
+from .ledger import Feed
+from .models import Event, decode_event, encode_event
 
 __all__ = [
     "DeadLetter",
@@ -66,8 +67,6 @@ CREATE TABLE IF NOT EXISTS dead_letter (
 );
 """
 log = logging.getLogger("aiofuul")
-_encode = msgspec.json.Encoder().encode
-_decode_event = msgspec.json.Decoder(Event).decode
 
 
 _PRIVATE = 0o600
@@ -162,6 +161,7 @@ class Outbox:
         self._progress = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
+        self.down = False  # the writer failed: nothing is written any more
 
     # -- called by the sender on the loop (cheap: list appends) ----------------------
     def added(self, event: Event) -> None:
@@ -180,6 +180,10 @@ class Outbox:
             return
         self._kick(now=False)
 
+    def hands_off(self, event: Event) -> bool:
+        """Never: a file is nobody else's; its next client resends what it keeps."""
+        return False
+
     def _kick(self, now: bool) -> None:
         if now or not self._changed.is_set():
             self._changed.set()
@@ -194,7 +198,10 @@ class Outbox:
         rows = await loop.run_in_executor(self._thread, self._open_and_read)
         self._writer = loop.create_task(self._write_loop(), name="aiofuul-outbox")
         self._writer.add_done_callback(self._writer_done)
-        return [_decode_event(body) for body in rows]
+        return [decode_event(body) for body in rows]
+
+    def attach(self, feed: Feed, room: Callable[[], int]) -> None:
+        """Nothing to attach: only this client uses the file, so nothing is adopted."""
 
     def _open_and_read(self) -> list[bytes]:
         self._conn = open_database(self.path)
@@ -203,6 +210,7 @@ class Outbox:
     def _writer_done(self, task: asyncio.Task[None]) -> None:
         self._progress.set()  # nobody may wait forever on a writer that is gone
         if not task.cancelled() and task.exception() is not None:
+            self.down = True
             log.error(
                 "the outbox writer failed; events are no longer durable", exc_info=task.exception()
             )
@@ -241,12 +249,12 @@ class Outbox:
             conn.execute("BEGIN")
             conn.executemany(
                 "INSERT OR IGNORE INTO outbox (dedup_id, body) VALUES (?, ?)",
-                [(e.dedup_id, _encode(e)) for e in inserts],
+                [(e.dedup_id, encode_event(e)) for e in inserts],
             )
             conn.executemany("DELETE FROM outbox WHERE dedup_id = ?", [(d,) for d in deletes])
             conn.executemany(
                 "INSERT OR REPLACE INTO dead_letter VALUES (?, ?, ?, ?)",
-                [(e.dedup_id, _encode(e), reason, now) for e, reason in dead],
+                [(e.dedup_id, encode_event(e), reason, now) for e, reason in dead],
             )
             conn.executemany(
                 "DELETE FROM outbox WHERE dedup_id = ?", [(e.dedup_id,) for e, _ in dead]
@@ -303,7 +311,7 @@ def dead_letters(path: str | os.PathLike[str]) -> list[DeadLetter]:
     finally:
         conn.close()
         lock.close()
-    return [DeadLetter(d, _decode_event(body), reason, at) for d, body, reason, at in rows]
+    return [DeadLetter(d, decode_event(body), reason, at) for d, body, reason, at in rows]
 
 
 def _where(ids: Sequence[str] | None) -> tuple[str, list[str]]:

@@ -29,7 +29,7 @@ from typing import Any
 
 from .limits import RateLimit, SlidingWindowLimiter
 
-__all__ = ["RedisLimiter"]
+__all__ = ["RedisLimiter", "connect", "key_hash", "key_prefix"]
 
 log = logging.getLogger("aiofuul")
 
@@ -65,8 +65,67 @@ return 0
 """
 # Never sleep longer than this between tries: a slot held in flight frees early.
 _MAX_POLL = 0.25
-_CONNECTIONS = 4
+_CONNECTIONS = 4  # each acquire is one short script: a few serve many requests
 _POOL_WAIT = 2.0
+
+
+def key_hash(api_key: str) -> str:
+    """What names an API key in Redis: 16 hex digits of its sha256, never the key."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+def key_prefix(hashed: str) -> str:
+    """The prefix of every Redis key kept for the key of :func:`key_hash` ``hashed``
+    (its limits, its outbox)."""
+    return f"aiofuul:{hashed}:"
+
+
+def connect(
+    url: str,
+    feature: str,
+    *,
+    connections: int,
+    socket_timeout: float,
+    retry_once: bool = False,
+) -> tuple[Any, tuple[type[BaseException], ...]]:
+    """A Redis client on a small pool of its own for ``url``, and the errors that mean
+    Redis is unreachable or cannot serve us for now. ``feature`` names what needs
+    ``redis`` in the error raised when it is not installed. ``retry_once``: a command
+    whose connection broke is sent once more on a new one (after a restart of Redis,
+    each pooled connection breaks once), so only for commands that may run twice."""
+    try:
+        import redis.asyncio as aioredis
+        from redis import exceptions as rx
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError(f"{feature} needs redis: pip install 'aiofuul[redis]'") from None
+    retry: dict[str, Any] = {}
+    if retry_once:
+        retry = {"retry": Retry(NoBackoff(), 1), "retry_on_error": [rx.ConnectionError]}
+    # A few connections, shared: more would only multiply a fleet's connections to
+    # Redis (and meet its maxclients sooner). A call that waits _POOL_WAIT for one
+    # counts as Redis being unreachable.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=connections,
+        timeout=_POOL_WAIT,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=1.0,
+        **retry,
+    )
+    # BusyLoadingError (still loading its data) is a ConnectionError. Anything else (a
+    # ResponseError for a bad script or argument, a TypeError) is a bug, and treating
+    # it as an outage would hide it.
+    unavailable: tuple[type[BaseException], ...] = (
+        rx.ConnectionError,
+        rx.TimeoutError,
+        rx.ReadOnlyError,
+        rx.OutOfMemoryError,
+        OSError,
+        asyncio.TimeoutError,
+    )
+    return aioredis.Redis.from_pool(pool), unavailable
 
 
 class RedisLimiter:
@@ -81,25 +140,18 @@ class RedisLimiter:
         fallback_fraction: float = 0.25,
         retry_interval: float = 5.0,
     ):
-        try:
-            import redis.asyncio as aioredis
-            from redis import exceptions as rx
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "FuulClient(limiter='redis://...') needs redis: pip install 'aiofuul[redis]'"
-            ) from None
-        # A few connections, shared: each acquire is one short script, so more would only
-        # multiply a fleet's connections to Redis (and meet its maxclients sooner). A
-        # call that waits _POOL_WAIT for one counts as Redis being unreachable.
-        pool = aioredis.BlockingConnectionPool.from_url(
+        self._redis, self._unavailable = connect(
             url,
-            max_connections=_CONNECTIONS,
-            timeout=_POOL_WAIT,
+            "FuulClient(limiter='redis://...')",
+            connections=_CONNECTIONS,
             socket_timeout=1.0,
-            socket_connect_timeout=1.0,
+            # After a restart of Redis each pooled connection breaks once: without a
+            # retry, each break would count as Redis down (a quarter of the limits for
+            # retry_interval). An acquire run twice holds one slot too many until its
+            # hold expires: fewer requests, never more.
+            retry_once=True,
         )
-        self._redis: Any = aioredis.Redis.from_pool(pool)
-        self._prefix = "aiofuul:" + hashlib.sha256(api_key.encode()).hexdigest()[:16] + ":"
+        self._prefix = key_prefix(key_hash(api_key))
         self._hold_ms = int(hold * 1000) + 1000
         self._fraction = fallback_fraction
         self._retry_interval = retry_interval
@@ -107,17 +159,6 @@ class RedisLimiter:
         # emptied by a restart or SCRIPT FLUSH), so acquire() and release() never see it.
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._release = self._redis.register_script(_RELEASE)
-        # Redis unreachable or unable to serve us for now; BusyLoadingError (still loading
-        # its data) is a ConnectionError. Anything else (a ResponseError for a bad
-        # script or argument, a TypeError) is a bug, and falling back would hide it.
-        self._unavailable: tuple[type[BaseException], ...] = (
-            rx.ConnectionError,
-            rx.TimeoutError,
-            rx.ReadOnlyError,
-            rx.OutOfMemoryError,
-            OSError,
-            asyncio.TimeoutError,
-        )
         self._down_until = 0.0
         self.down = False
         self._local: list[SlidingWindowLimiter] = []

@@ -7,13 +7,14 @@ slot of its lane, and its outcome is applied to the queue in one place
 (:meth:`Sender._apply`). A shutdown timeout bounds every wait, ``Retry-After`` included.
 
 Every event ends in exactly one counter of the :class:`~aiofuul.ledger.Ledger`:
-delivered, duplicate, rejected, failed or dropped; the last three also reach
-``on_error`` and the log.
+delivered, duplicate, rejected, failed, dropped, or handed off (left at close in a
+shared outbox, for another client); the last four also reach ``on_error`` and the log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -45,6 +46,8 @@ from .transport import Transport
 __all__ = ["Sender"]
 
 log = logging.getLogger("aiofuul")
+
+_LAST_COMMIT = 2.0  # seconds a close past its timeout waits for the journal's last write
 
 
 class Sender:
@@ -157,8 +160,26 @@ class Sender:
             self._ready.set()
         if events:
             log.info("resending %d event(s) a previous run left in the outbox", len(events))
+        self._adopt(events)
+        journal.attach(self._adopt, self._room)
+
+    def _adopt(self, events: list[Event]) -> None:
+        """Queue events the journal recovered, or took over from a client that is gone
+        (they are in the journal already). Once closing, none: they stay there."""
+        if self._stopping or not events:
+            return
         for event in events:
             self._backlog.queue.append(self.ledger.accept(event))
+        self._wake.set()
+
+    def _room(self) -> int:
+        """How many events the journal may hand over now: what the key can take in two
+        periods, less this client's backlog (the clients with least to send adopt
+        first, and none takes more than it can send soon), within ``max_queue``."""
+        if self._stopping:
+            return 0
+        soon = int(2 * self._overload.ceiling * self._overload.period)
+        return max(0, min(soon, self._config.max_queue) - len(self._backlog))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -322,6 +343,11 @@ class Sender:
         try:
             await asyncio.wait_for(asyncio.shield(worker), timeout)
         except asyncio.TimeoutError:
+            # A shared journal hands off only what it wrote: let it write the last ones
+            # (briefly: Redis may be down).
+            if self.ledger.journal is not None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.ledger.journal.commit(), _LAST_COMMIT)
             worker.cancel()
             for task in list(self._flights.tasks):
                 task.cancel()
@@ -350,6 +376,7 @@ class Sender:
             rejected=ledger.rejected,
             failed=ledger.failed,
             dropped=ledger.dropped,
+            handed_off=ledger.handed_off,
             queued=ledger.tracked - ledger.settled(),
             in_flight=self.in_flight,
             requests_single=single.requests,

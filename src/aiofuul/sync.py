@@ -24,7 +24,8 @@ Life cycle:
 - After ``os.fork()`` the child's first call starts a fresh loop and client with an
   empty queue (the parent's events stay the parent's); with an outbox, the child uses
   :func:`outbox_for_pid` of the configured path. :func:`leftover_outboxes` finds the
-  files of dead processes.
+  files of dead processes. A Redis outbox (``outbox="redis://..."``) is shared: every
+  process joins it, and live ones adopt what dead ones left.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from .config import ClientConfig
 from .errors import ClientStateError
 from .ledger import OnError, Stats
 from .models import BatchResult, Conversion, Event, EventPipeline, SendResult, User
+from .redis_outbox import is_redis_url
 from .transport import Transport, resolve_base_url
 
 if TYPE_CHECKING:
@@ -287,7 +289,8 @@ class SyncFuulClient:
 
     def _make_client(self) -> FuulClient:
         outbox = self._outbox
-        if outbox is not None and os.getpid() != self._pid:
+        # A Redis outbox is shared by design: a forked child joins it as a consumer.
+        if outbox is not None and not is_redis_url(outbox) and os.getpid() != self._pid:
             outbox = outbox_for_pid(outbox, os.getpid())
         client = FuulClient(outbox=outbox, **self._options)
         for hook in self._hooks:
