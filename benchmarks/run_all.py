@@ -32,6 +32,7 @@ SCRIPTS = (
     "latency",
     "sync_track",
     "stream",
+    "redis_outbox",
 )
 
 
