@@ -204,7 +204,10 @@ async def test_a_transient_401_pauses_the_lanes_and_they_resume(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="aiofuul")
     async with Sandbox(keys={"other": ["service_role"]}) as sb:
-        config = fast_config(limits=Limits().scaled(1 / 60))
+        # Attempts do not run out in this test: under load, a probe event's jittered
+        # backoffs (0.01 s and up) could spend 12 of them within the 0.3 s below.
+        retry = RetryPolicy(max_attempts=1000, initial_backoff=0.01, max_backoff=0.2)
+        config = fast_config(limits=Limits().scaled(1 / 60), retry=retry)
         async with FuulClient(API_KEY, base_url=sb.url, config=config) as fuul:
             first = [fuul.track("trade", EVM) for _ in range(20)]
             await asyncio.sleep(0.3)  # refused: the lanes pause and probe
