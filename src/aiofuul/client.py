@@ -27,34 +27,26 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
 
 from .config import ClientConfig
-from .delivery import Duplicate, accept_batch, accept_event, call
-from .errors import ClientStateError, PermissionDeniedError
+from .errors import ClientStateError
 from .events import EventFactory, EventFields
 from .handoff import Handoff
 from .lanes import make_lanes
 from .ledger import Journal, OnError, Stats
-from .models import (
-    BatchResult,
-    Event,
-    SendResult,
-    User,
-    encode_batch_in_steps,
-    encode_event,
-    required_scope,
-)
+from .models import User
 from .outbox import Outbox
 from .reads import ReadEndpoints
 from .redis_limiter import RedisLimiter
 from .redis_outbox import RedisOutbox, is_redis_url
 from .sender import Sender
 from .transport import AiohttpTransport, Transport, resolve_base_url
+from .writes import DirectSends, project_params
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -100,11 +92,7 @@ def _report_unclosed(sender: Sender) -> None:
         )
 
 
-def _project(project_id: str | None) -> dict[str, str] | None:
-    return None if project_id is None else {"project_id": project_id}
-
-
-class FuulClient(ReadEndpoints):
+class FuulClient(DirectSends, ReadEndpoints):
     """The Fuul events API client. Use one per API key and event loop, ideally as
     ``async with FuulClient(...) as fuul:`` (or call :meth:`aclose` yourself).
 
@@ -155,7 +143,7 @@ class FuulClient(ReadEndpoints):
         )
         self._remote = RedisLimiter(limiter, key, hold=config.timeout) if limiter else None
         lanes = self._lanes = make_lanes(
-            config.limits, config.retry, _project(project_id), self._remote, clock
+            config.limits, config.retry, project_params(project_id), self._remote, clock
         )
         # Taken last: it locks the file, and nothing after it may fail and leave it locked.
         self._outbox: Journal | None = None
@@ -372,53 +360,3 @@ class FuulClient(ReadEndpoints):
         return stats
 
     # -- direct calls: one retry loop (delivery.call) for all ------------------------------
-    async def send_event(
-        self,
-        name: str,
-        user: User | None = None,
-        *,
-        dedup_id: str | None = None,
-        args: Mapping[str, Any] | None = None,
-        timestamp: int | str | None = None,
-        **fields: Unpack[EventFields],
-    ) -> SendResult:
-        """``POST /v1/events`` now, with retries; returns when the server answered.
-
-        ``duplicate=True`` in the result means the server already had this ``dedup_id``
-        (409): not an error, the event exists. Raises :class:`~aiofuul.APIError`
-        subclasses for refusals and :class:`~aiofuul.TransportError` when retries run out.
-        The fields are those of :meth:`track`; ``project_id`` is also sent as
-        ``?project_id=``, in place of the client's.
-        """
-        self._check_usable()
-        event = self._events.make(name, user, dedup_id, args, timestamp, fields, stamp=False)
-        try:
-            outcome = await call(
-                self._lanes["single"], self._transport, self.config.retry, accept_event,
-                body=encode_event(event), params=_project(fields.get("project_id")), events=1,
-            )  # fmt: skip
-        except PermissionDeniedError as exc:
-            raise exc.for_scope(required_scope(event.name)) from None
-        return SendResult(event.dedup_id, duplicate=isinstance(outcome, Duplicate))
-
-    async def send_batch(
-        self, events: Sequence[Event], *, project_id: str | None = None
-    ) -> BatchResult:
-        """``POST /v1/events/batch`` now: 1 to 100 events in one atomic request.
-
-        Known dedup ids are skipped by the server, not refused: ``result.skipped``.
-        """
-        self._check_usable()
-        checked = self._events.check_batch(events)
-        count = len(checked)
-        body = await encode_batch_in_steps(checked)
-        try:
-            outcome = await call(
-                self._lanes["batch"], self._transport, self.config.retry, accept_batch(count),
-                body=body, params=_project(project_id), events=count,
-            )  # fmt: skip
-        except PermissionDeniedError as exc:
-            scopes = sorted({required_scope(event.name) for event in checked})
-            raise exc.for_scope(" and ".join(scopes)) from None
-        ingested = count if isinstance(outcome, Duplicate) else outcome.ingested
-        return BatchResult(ingested=ingested, skipped=count - ingested)

@@ -1,0 +1,100 @@
+"""The direct sends of :class:`~aiofuul.FuulClient`: ``POST /v1/events`` and
+``POST /v1/events/batch`` now, awaited, through the one retry loop
+(:func:`aiofuul.delivery.call`), for code that must know the answer before it goes on.
+``track()`` queues instead (:mod:`aiofuul.sender`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .config import ClientConfig
+from .delivery import Duplicate, accept_batch, accept_event, call
+from .errors import PermissionDeniedError
+from .events import EventFactory, EventFields
+from .lanes import Lane
+from .models import (
+    BatchResult,
+    Event,
+    SendResult,
+    User,
+    encode_batch_in_steps,
+    encode_event,
+    required_scope,
+)
+from .transport import Transport
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["DirectSends", "project_params"]
+
+
+def project_params(project_id: str | None) -> dict[str, str] | None:
+    """The ``?project_id=`` query of a request, as the official SDK sends it."""
+    return None if project_id is None else {"project_id": project_id}
+
+
+class DirectSends:
+    """The direct sends of :class:`~aiofuul.FuulClient` (a base class of it): what they
+    need of the client is declared here."""
+
+    config: ClientConfig
+    _lanes: dict[str, Lane]
+    _transport: Transport
+    _events: EventFactory
+
+    def _check_usable(self) -> None:
+        raise NotImplementedError
+
+    async def send_event(
+        self,
+        name: str,
+        user: User | None = None,
+        *,
+        dedup_id: str | None = None,
+        args: Mapping[str, Any] | None = None,
+        timestamp: int | str | None = None,
+        **fields: Unpack[EventFields],
+    ) -> SendResult:
+        """``POST /v1/events`` now, with retries; returns when the server answered.
+
+        ``duplicate=True`` in the result means the server already had this ``dedup_id``
+        (409): not an error, the event exists. Raises :class:`~aiofuul.APIError`
+        subclasses for refusals and :class:`~aiofuul.TransportError` when retries run out.
+        The fields are those of :meth:`track`; ``project_id`` is also sent as
+        ``?project_id=``, in place of the client's.
+        """
+        self._check_usable()
+        event = self._events.make(name, user, dedup_id, args, timestamp, fields, stamp=False)
+        try:
+            outcome = await call(
+                self._lanes["single"], self._transport, self.config.retry, accept_event,
+                body=encode_event(event), params=project_params(fields.get("project_id")), events=1,
+            )  # fmt: skip
+        except PermissionDeniedError as exc:
+            raise exc.for_scope(required_scope(event.name)) from None
+        return SendResult(event.dedup_id, duplicate=isinstance(outcome, Duplicate))
+
+    async def send_batch(
+        self, events: Sequence[Event], *, project_id: str | None = None
+    ) -> BatchResult:
+        """``POST /v1/events/batch`` now: 1 to 100 events in one atomic request.
+
+        Known dedup ids are skipped by the server, not refused: ``result.skipped``.
+        """
+        self._check_usable()
+        checked = self._events.check_batch(events)
+        count = len(checked)
+        body = await encode_batch_in_steps(checked)
+        try:
+            outcome = await call(
+                self._lanes["batch"], self._transport, self.config.retry, accept_batch(count),
+                body=body, params=project_params(project_id), events=count,
+            )  # fmt: skip
+        except PermissionDeniedError as exc:
+            scopes = sorted({required_scope(event.name) for event in checked})
+            raise exc.for_scope(" and ".join(scopes)) from None
+        ingested = count if isinstance(outcome, Duplicate) else outcome.ingested
+        return BatchResult(ingested=ingested, skipped=count - ingested)
