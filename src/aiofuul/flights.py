@@ -174,6 +174,7 @@ class Flights:
                     "unexpected error delivering %d event(s); will retry", len(flight.items)
                 )
                 outcome = Retry(FuulError(f"unexpected error: {exc!r}"))
+        self.count_out(flight)
         self._apply(flight, outcome, started)
 
     def _claim(self, flight: Flight) -> None:

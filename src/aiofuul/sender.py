@@ -4,7 +4,7 @@ The worker wakes on a new event, a finished request, a flush, a close, or the ti
 next slot frees; each time it asks :func:`~aiofuul.scheduler.decide` what to start,
 starts it, and sleeps again. Each request runs :func:`~aiofuul.delivery.deliver` in a
 slot of its lane, and its outcome is applied to the queue in one place
-(:meth:`Sender._apply`). A shutdown timeout bounds every wait, ``Retry-After`` included.
+(:mod:`~aiofuul.outcomes`). A shutdown timeout bounds every wait, ``Retry-After`` included.
 
 Every event ends in exactly one counter of the :class:`~aiofuul.ledger.Ledger`:
 delivered, duplicate, rejected, failed, dropped, or handed off (left at close in a
@@ -21,24 +21,14 @@ from collections.abc import Callable
 
 from .backlog import NEVER, Backlog
 from .config import ClientConfig
-from .delivery import (
-    Delivered,
-    Duplicate,
-    Outcome,
-    RateLimited,
-    Rejected,
-    Retry,
-    Stopped,
-)
 from .errors import (
-    BadRequestError,
-    PermissionDeniedError,
     UndeliveredError,
 )
-from .flights import Flight, Flights
+from .flights import Flights
 from .lanes import Lane
-from .ledger import Journal, Ledger, OnError, Pending, Stats
-from .models import Event, required_scope
+from .ledger import Journal, Ledger, OnError, Stats
+from .models import Event
+from .outcomes import Outcomes
 from .overload import OverloadMonitor
 from .scheduler import LaneState, Launch, QueueState, decide, events_to_wake
 from .transport import Transport
@@ -77,7 +67,7 @@ class Sender:
         self._transport = transport
         self._single = single
         self._batch = batch
-        self._paused: set[str] = set()  # lanes whose pause was logged
+        self._outcomes = Outcomes(self._backlog, self.ledger, batch, self._clock)
         self._flights = Flights(
             (single, batch),
             transport,
@@ -87,7 +77,7 @@ class Sender:
             max_waiting=max(1, config.max_in_flight // 2),
             clock=self._clock,
             wake=self._wake.set,
-            apply=self._apply,
+            apply=self._outcomes.apply,
         )
         self._ready = asyncio.Event()  # set once the outbox's leftovers are queued
         self._hurry = 0
@@ -95,7 +85,6 @@ class Sender:
         self._worker: asyncio.Task[None] | None = None
         self._on_end: Callable[[], None] | None = None
         self._finished = False
-        self.batches = self.batched_events = 0
         self._overload = OverloadMonitor(
             config, lambda: self.ledger.tracked, lambda: len(self._backlog), self._clock
         )
@@ -247,60 +236,6 @@ class Sender:
             self._flights.promises.room(lane),
         )
 
-    # -- outcomes --------------------------------------------------------------------
-    def _apply(self, flight: Flight, outcome: Outcome, started: float) -> None:
-        """The one place an outcome changes the queue and the counters."""
-        self._flights.count_out(flight)
-        items, lane = flight.items, flight.lane
-        if isinstance(outcome, Delivered):
-            if lane.name in self._paused:
-                self._paused.discard(lane.name)
-                log.warning("%s %s accepted again: lane resumed", lane.method, lane.path)
-            if lane is self._batch:
-                self.batches += 1
-                self.batched_events += len(items)
-            # The server does not say which were known already; the counts are exact.
-            self.ledger.settle(items[: outcome.ingested], "delivered")
-            self.ledger.settle(items[outcome.ingested :], "duplicates")
-        elif isinstance(outcome, Duplicate):
-            self.ledger.settle(items, "duplicates")
-        elif isinstance(outcome, RateLimited):
-            self._backlog.retries += 1
-            self._backlog.requeue(items)
-        elif isinstance(outcome, Retry):
-            self._backlog.retry_later(items, outcome.cause, started)
-        elif isinstance(outcome, Rejected):
-            self._reject(items, outcome)
-        else:
-            self._stopped(lane, items, outcome)
-
-    def _reject(self, items: list[Pending], outcome: Rejected) -> None:
-        """A refused request. For an atomic batch: report the events the server named,
-        send the rest again; if it named none, send each alone to find the bad ones."""
-        if len(items) == 1:
-            self.ledger.settle(items, "rejected", UndeliveredError("rejected", 1, outcome.cause))
-            return
-        if outcome.by_index is None:
-            self._backlog.solo.extend(items)
-            return
-        status = outcome.cause.status
-        for index, messages in outcome.by_index.items():
-            cause = BadRequestError(status, messages)
-            self.ledger.settle([items[index]], "rejected", UndeliveredError("rejected", 1, cause))
-        self._backlog.requeue(p for i, p in enumerate(items) if i not in outcome.by_index)
-
-    def _stopped(self, lane: Lane, items: list[Pending], outcome: Stopped) -> None:
-        """Refused for the key (401/403/404): the lane is paused and probes again; the
-        events wait, and those past the retry deadline are reported."""
-        cause = outcome.cause
-        if isinstance(cause, PermissionDeniedError):
-            cause = lane.stopped = cause.for_scope(required_scope(items[0].event.name))
-        if lane.name not in self._paused:  # once per change of state, not per request
-            self._paused.add(lane.name)
-            log.error("%s %s refused (%s): lane paused; probing again with one request "
-                      "at a time, backing off", lane.method, lane.path, cause)  # fmt: skip
-        self._backlog.retry_later(items, cause, self._clock(), reason="stopped")
-
     # -- flush and close ---------------------------------------------------------------
     async def flush(self, timeout: float | None) -> bool:
         if not self._ready.is_set():
@@ -368,7 +303,7 @@ class Sender:
         self._backlog.settle_all("shutdown")
 
     def stats(self) -> Stats:
-        ledger, single, batch = self.ledger, self._single, self._batch
+        ledger, single, batch, outcomes = self.ledger, self._single, self._batch, self._outcomes
         return Stats(
             tracked=ledger.tracked,
             delivered=ledger.delivered,
@@ -384,8 +319,8 @@ class Sender:
             rate_limited_single=single.rate_limited,
             rate_limited_batch=batch.rate_limited,
             retries=self._backlog.retries,
-            batches=self.batches,
-            mean_batch_size=self.batched_events / self.batches if self.batches else 0.0,
+            batches=outcomes.batches,
+            mean_batch_size=outcomes.batched_events / outcomes.batches if outcomes.batches else 0.0,
             oldest_queued_age=self._backlog.oldest_age(self._clock()),
             arrival_rate=self._overload.rate,
         )
