@@ -17,8 +17,9 @@ Side by side, interleaved, medians of the blocks:
 The goals (issue 12): live / parked <= 1.2 (a sender that cannot send must cost nothing
 per event), and track() <= 7x the floor. In the stream the floor is a small difference
 of two large numbers (one loop iteration costs several microseconds, the append a few
-tens of nanoseconds), so it is also timed in a tight loop, with the parked track()
-beside it: that ratio carries the bar.
+tens of nanoseconds: within the noise, even below zero), so the table shows it timed
+in a tight loop, with the parked track() beside it; the stream's figure stays in the
+JSON details.
 """
 
 from __future__ import annotations
@@ -129,16 +130,8 @@ def run(quick: bool) -> c.Report:
     report.add("empty loop iteration", empty, "us", note="subtracted from every figure below")
     report.add("live: track(), sender running, limits spent", net["live"], "us/event")
     report.add("parked: track(), sender stopped", net["parked"], "us/event")
-    report.add(
-        "floor: deque.append(prebuilt event)",
-        net["floor"],
-        "us/event",
-        note="a small difference of two large numbers: the noisiest figure here",
-    )
     ratio = net["live"] / net["parked"]
     report.add("live / parked", ratio, "x", "<= 1.2", ratio <= 1.2)
-    floor_ratio = net["parked"] / net["floor"]
-    report.add("parked / floor", floor_ratio, "x", note="the floor within the noise: see below")
     tight = {k: c.median(raw[k]) for k in ("parked_tight", "floor_tight")}
     report.add("tight loop: parked track()", tight["parked_tight"], "us/call")
     report.add("tight loop: floor (deque.append)", tight["floor_tight"], "us/call")
