@@ -80,6 +80,12 @@ class Limits:
     conversions: RateLimit = field(default_factory=lambda: RateLimit(100, 60.0))
     """``GET /v1/conversions`` (not published: assumed the standard 100 a minute)."""
 
+    def events_per_second(self, max_batch: int) -> float:
+        """The most events the two event lanes carry together: a second's single
+        requests plus its full batches of ``max_batch`` (1,100 a minute documented)."""
+        single, batch = self.single, self.batch
+        return single.requests / single.period + batch.requests * max_batch / batch.period
+
     def scaled(self, time_scale: float) -> Limits:
         """Every period multiplied by ``time_scale``: ``DEFAULT_LIMITS.scaled(1/60)``
         gives the documented limits per second."""

@@ -41,10 +41,7 @@ class OverloadMonitor:
         limits = config.limits
         self.period = limits.single.period
         #: Events per second the key can take at most.
-        self.ceiling = (
-            limits.single.requests / limits.single.period
-            + limits.batch.requests * config.max_batch / limits.batch.period
-        )
+        self.ceiling = limits.events_per_second(config.max_batch)
         self._max_queue = config.max_queue
         self._policy = config.queue_full
         self._tracked = tracked

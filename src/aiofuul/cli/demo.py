@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..client import FuulClient
 from ..config import ClientConfig
-from ..limits import DEFAULT_LIMITS, Limits
+from ..limits import DEFAULT_LIMITS
 from ..models import MAX_BATCH_EVENTS, User
 from ..sandbox import Sandbox
 from ._common import EXIT_FAILED, EXIT_OK, CLIError, add_time_scale_argument
@@ -73,12 +73,6 @@ def run(ns: argparse.Namespace) -> int:
     return asyncio.run(_Demo(ns).run())
 
 
-def _ceiling(limits: Limits) -> float:
-    """Events per second the two lanes can carry at most."""
-    single, batch = limits.single, limits.batch
-    return single.requests / single.period + batch.requests * MAX_BATCH_EVENTS / batch.period
-
-
 def _quantile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -101,7 +95,9 @@ class _Demo:
         self.scale: float = ns.time_scale
         self.minute = 60.0 * self.scale  # one API minute, in seconds
         self.limits = DEFAULT_LIMITS.scaled(self.scale)
-        self.ceiling = _ceiling(self.limits) * self.minute  # events per API minute
+        self.ceiling = (
+            self.limits.events_per_second(MAX_BATCH_EVENTS) * self.minute
+        )  # events per API minute
         self.progress = Progress(ns.quiet, interval=2.0)
         self.tracked_at = [0.0] * self.n
         self.stored_at = [0.0] * self.n
