@@ -34,6 +34,7 @@ import aiohttp
 import msgspec
 
 from .config import ClientConfig
+from .endpoints import project_query
 from .errors import ClientStateError
 from .events import EventFactory, EventFields
 from .handoff import Handoff
@@ -46,7 +47,7 @@ from .redis_limiter import RedisLimiter
 from .redis_outbox import RedisOutbox, is_redis_url
 from .sender import Sender
 from .transport import AiohttpTransport, Transport, resolve_base_url
-from .writes import DirectSends, project_params
+from .writes import DirectSends
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -143,7 +144,7 @@ class FuulClient(DirectSends, ReadEndpoints):
         )
         self._remote = RedisLimiter(limiter, key, hold=config.timeout) if limiter else None
         lanes = self._lanes = make_lanes(
-            config.limits, config.retry, project_params(project_id), self._remote, clock
+            config.limits, config.retry, project_query(project_id), self._remote, clock
         )
         # Taken last: it locks the file, and nothing after it may fail and leave it locked.
         self._outbox: Journal | None = None

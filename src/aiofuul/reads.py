@@ -18,10 +18,10 @@ from typing import TypeVar
 
 import msgspec
 
-from .config import ClientConfig, RetryPolicy
+from .config import RetryPolicy
 from .delivery import Delivered, Duplicate, call
+from .endpoints import Endpoints, project_query
 from .errors import NotFoundError, TransportError, ValidationError
-from .events import EventFactory
 from .lanes import Lane
 from .models import Conversion, EventPipeline, User, decode_conversions, decode_pipeline
 from .transport import Transport
@@ -59,12 +59,6 @@ def _answer(outcome: Delivered[T] | Duplicate, path: str) -> T:
     return outcome.value
 
 
-def _with_project(params: dict[str, str], project_id: str | None) -> dict[str, str]:
-    if project_id is not None:
-        params["project_id"] = project_id
-    return params
-
-
 async def event_status(
     lane: Lane,
     transport: Transport,
@@ -82,7 +76,7 @@ async def event_status(
         "user_identifier_type": user.identifier_type,
         "event_name": check_name(name),
     }
-    outcome = await call(lane, transport, retry, _created, params=_with_project(params, project_id))
+    outcome = await call(lane, transport, retry, _created, params=project_query(project_id, params))
     return _answer(outcome, lane.path)
 
 
@@ -110,7 +104,7 @@ async def event_pipeline(
 ) -> EventPipeline | None:
     """``GET /v1/events/pipeline``: the event's pipeline, or None when the server does not
     know the event (yet: 404)."""
-    params = _with_project(dict(query), project_id)
+    params = project_query(project_id, dict(query))
     try:
         outcome = await call(lane, transport, retry, decode_pipeline, params=params)
     except NotFoundError:
@@ -145,21 +139,12 @@ async def conversions(
     lane: Lane, transport: Transport, retry: RetryPolicy, project_id: str | None = None
 ) -> list[Conversion]:
     """``GET /v1/conversions``: the project's conversions, each with its triggers."""
-    params = _with_project({}, project_id)
+    params = project_query(project_id)
     return _answer(await call(lane, transport, retry, decode_conversions, params=params), lane.path)
 
 
-class ReadEndpoints:
-    """The read endpoints of :class:`~aiofuul.FuulClient` (a base class of it): what it
-    needs of the client is declared here."""
-
-    config: ClientConfig
-    _lanes: dict[str, Lane]
-    _transport: Transport
-    _events: EventFactory
-
-    def _check_usable(self) -> None:
-        raise NotImplementedError
+class ReadEndpoints(Endpoints):
+    """The read endpoints of :class:`~aiofuul.FuulClient` (a base class of it)."""
 
     async def event_status(self, user: User, name: str, *, project_id: str | None = None) -> bool:
         """``GET /v1/events/status``: whether ANY event ``name`` exists for ``user``

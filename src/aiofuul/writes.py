@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .config import ClientConfig
 from .delivery import Duplicate, accept_batch, accept_event, call
+from .endpoints import Endpoints, project_query
 from .errors import PermissionDeniedError
-from .events import EventFactory, EventFields
-from .lanes import Lane
+from .events import EventFields
 from .models import (
     BatchResult,
     Event,
@@ -23,30 +22,15 @@ from .models import (
     encode_event,
     required_scope,
 )
-from .transport import Transport
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["DirectSends", "project_params"]
+__all__ = ["DirectSends"]
 
 
-def project_params(project_id: str | None) -> dict[str, str] | None:
-    """The ``?project_id=`` query of a request, as the official SDK sends it."""
-    return None if project_id is None else {"project_id": project_id}
-
-
-class DirectSends:
-    """The direct sends of :class:`~aiofuul.FuulClient` (a base class of it): what they
-    need of the client is declared here."""
-
-    config: ClientConfig
-    _lanes: dict[str, Lane]
-    _transport: Transport
-    _events: EventFactory
-
-    def _check_usable(self) -> None:
-        raise NotImplementedError
+class DirectSends(Endpoints):
+    """The direct sends of :class:`~aiofuul.FuulClient` (a base class of it)."""
 
     async def send_event(
         self,
@@ -71,7 +55,7 @@ class DirectSends:
         try:
             outcome = await call(
                 self._lanes["single"], self._transport, self.config.retry, accept_event,
-                body=encode_event(event), params=project_params(fields.get("project_id")), events=1,
+                body=encode_event(event), params=project_query(fields.get("project_id")), events=1,
             )  # fmt: skip
         except PermissionDeniedError as exc:
             raise exc.for_scope(required_scope(event.name)) from None
@@ -91,7 +75,7 @@ class DirectSends:
         try:
             outcome = await call(
                 self._lanes["batch"], self._transport, self.config.retry, accept_batch(count),
-                body=body, params=project_params(project_id), events=count,
+                body=body, params=project_query(project_id), events=count,
             )  # fmt: skip
         except PermissionDeniedError as exc:
             scopes = sorted({required_scope(event.name) for event in checked})

@@ -1,0 +1,36 @@
+"""What the endpoint methods of :class:`~aiofuul.FuulClient` (the direct sends of
+:mod:`~aiofuul.writes`, the reads of :mod:`~aiofuul.reads`) need of the client, declared
+once, and the one rule for the ``?project_id=`` query any request may carry.
+"""
+
+from __future__ import annotations
+
+from .config import ClientConfig
+from .events import EventFactory
+from .lanes import Lane
+from .transport import Transport
+
+__all__ = ["Endpoints", "project_query"]
+
+
+def project_query(
+    project_id: str | None, params: dict[str, str] | None = None
+) -> dict[str, str] | None:
+    """``params`` with ``project_id`` added when one is named, as the official SDK sends
+    it (``?project_id=``)."""
+    if project_id is None:
+        return params
+    return {**(params or {}), "project_id": project_id}
+
+
+class Endpoints:
+    """A base class of :class:`~aiofuul.FuulClient` and of its endpoint groups: what
+    they need of the client."""
+
+    config: ClientConfig
+    _lanes: dict[str, Lane]
+    _transport: Transport
+    _events: EventFactory
+
+    def _check_usable(self) -> None:
+        raise NotImplementedError
