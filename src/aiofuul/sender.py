@@ -178,8 +178,7 @@ class Sender:
         while True:
             self._wake.clear()
             try:
-                now = self._clock()
-                delay = self._dispatch(now)
+                delay = self._dispatch(self._clock())
             except Exception:  # a bug must not silence the sender for good
                 log.exception("aiofuul sender error; continuing")
                 delay, self._backlog.wake_at = 0.1, 1
