@@ -26,6 +26,7 @@ __all__ = [
     "TRACKING_EVENTS",
     "Amount",
     "ArgValue",
+    "DECODE_ERRORS",
     "BatchResult",
     "Conversion",
     "Currency",
@@ -158,6 +159,12 @@ class _BatchResponse(msgspec.Struct):
     ingested_events: int
 
 
+#: What decoding a body the client did not write may raise: malformed JSON, a wrong
+#: shape, or nesting deeper than the decoder recurses (``RecursionError``). Every decoder
+#: of an answer catches all of them: an unreadable answer is "no answer" (retried, then a
+#: :class:`~aiofuul.TransportError`), never an exception of its own.
+DECODE_ERRORS: tuple[type[Exception], ...] = (msgspec.MsgspecError, ValueError, RecursionError)
+
 _ENCODER = msgspec.json.Encoder()
 _EVENT_DECODER = msgspec.json.Decoder(Event)
 _BATCH_DECODER = msgspec.json.Decoder(list[Event])
@@ -225,7 +232,7 @@ def decode_ingested(body: bytes) -> int | None:
     """``ingested_events`` from a batch response, or None when the body has no usable count."""
     try:
         return _BATCH_RESPONSE_DECODER.decode(body).ingested_events
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         return None
 
 
@@ -288,7 +295,7 @@ def decode_pipeline(body: bytes) -> EventPipeline | None:
     """An :class:`EventPipeline` from a pipeline answer; None when it is not a JSON object."""
     try:
         data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return None
     if not isinstance(data, dict):
         return None
@@ -312,7 +319,7 @@ def decode_conversions(body: bytes) -> list[Conversion] | None:
     it under ``data``); None when the body is neither."""
     try:
         data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]

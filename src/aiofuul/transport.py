@@ -28,6 +28,7 @@ import yarl
 
 from ._version import __version__
 from .errors import APIError, FuulError, TransportError, error_for_status
+from .models import DECODE_ERRORS
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -127,7 +128,7 @@ _ERROR_DECODER = msgspec.json.Decoder(_ErrorBody)
 def _server_message(body: bytes) -> str | list[str] | None:
     try:
         return _ERROR_DECODER.decode(body).message
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         return None
 
 

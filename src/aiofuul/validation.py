@@ -35,10 +35,12 @@ from .shapes import METADATA_KEYS, STANDARD_ARGS, check_shape, undocumented
 
 __all__ = [
     "MAX_ID_LENGTH",
+    "MAX_QUERY_VALUE_LENGTH",
     "check_args",
     "check_dedup_id",
     "check_metadata",
     "check_name",
+    "check_query_value",
     "check_timestamp",
     "check_user",
     "validate_batch",
@@ -77,6 +79,10 @@ _FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
     ),
 }
 _MAX_IDENTIFIER = 254
+#: A value in a URL query (``?project_id=``, ``event_id``, ...) is 1 to this many
+#: characters unless its caller says otherwise: far more than any id, far less than the
+#: ~8 KB at which servers and proxies start refusing a URL.
+MAX_QUERY_VALUE_LENGTH = 1024
 _MAX_ARG_TEXT = 1 << 20
 # At most 20 digits: int() of a longer string is slow, and refused past 4,300 digits.
 _DIGITS = re.compile(r"[0-9]{1,20}")
@@ -116,6 +122,24 @@ def check_name(name: object) -> str:
 def check_dedup_id(dedup_id: object) -> str:
     """``dedup_id``: a string of 1-200 characters, unique per event."""
     return _check_text("dedup_id", dedup_id)
+
+
+def check_query_value(field: str, value: object, max_len: int = MAX_QUERY_VALUE_LENGTH) -> str:
+    """A value that goes into a URL query: a ``str`` of 1 to ``max_len`` characters
+    (default :data:`MAX_QUERY_VALUE_LENGTH`), no NUL, valid Unicode. Returns the plain
+    string to send (a str subclass, a str Enum say, becomes the string it holds).
+
+    The one rule for every query value of every endpoint, checked before the request is
+    made: the URL library would silently drop a lone surrogate (``'proj\\ud800X'`` would
+    be sent as ``projX``, naming another project) and would send ``123`` as ``"123"``.
+    Numbers (page sizes, limits) are checked by their own rules, then formatted with
+    ``str()`` by their endpoint. Raises :class:`ValidationError` naming ``field``.
+
+    Example::
+
+        params = {"event_id": check_query_value("event_id", event_id)}
+    """
+    return _check_text(field, value, max_len)
 
 
 def check_user(user: object, check_format: bool = True, field: str = "user") -> User:
@@ -383,7 +407,8 @@ def validate_event(event: object, check_format: bool = True, *, strict: bool = F
         _optional_text("signature_message", event.signature_message),
         _optional_text("signature_public_key", event.signature_public_key),
         _check_account_chain_id(event.account_chain_id),
-        _optional_text("project_id", event.project_id),
+        # The same rule as the ?project_id= of a request: it names the same thing.
+        None if event.project_id is None else check_query_value("project_id", event.project_id),
     )
     _check_someone(checked)
     return checked
