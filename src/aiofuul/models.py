@@ -23,6 +23,8 @@ import msgspec
 __all__ = [
     "IDENTIFIER_TYPES",
     "MAX_BATCH_EVENTS",
+    "MAX_EVENT_BYTES",
+    "MAX_REQUEST_BYTES",
     "TRACKING_EVENTS",
     "Amount",
     "ArgValue",
@@ -56,6 +58,15 @@ IDENTIFIER_TYPES: frozenset[str] = frozenset(get_args(IdentifierType))
 
 #: The batch endpoint refuses more events than this in one request.
 MAX_BATCH_EVENTS = 100
+
+#: The largest request body the client sends, in bytes. Fuul publishes no cap; the
+#: sandbox's is this one (it answers 413 above it).
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+#: The largest event, encoded as JSON: validation refuses a larger one, so that a batch of
+#: :data:`MAX_BATCH_EVENTS` events, with its brackets and commas, stays under
+#: :data:`MAX_REQUEST_BYTES` however the sender groups them.
+MAX_EVENT_BYTES = 80 * 1024
 
 #: Events a ``send:tracking_event`` key sends (the official SDK's); every other name is a
 #: trigger event and needs a ``send:trigger_event`` key.
