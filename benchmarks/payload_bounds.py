@@ -31,7 +31,7 @@ import _common as c
 
 from aiofuul import DEFAULT_LIMITS, ClientConfig, FuulClient, User, ValidationError
 from aiofuul.models import MAX_BATCH_EVENTS, MAX_REQUEST_BYTES
-from aiofuul.validation import MAX_ARGS_BYTES, MAX_ITEMS, check_args
+from aiofuul.payload import MAX_ARGS_BYTES, MAX_ITEMS, check_args
 
 TITLE = "10. Large payloads: longest loop hold"
 BAR_MS = 50.0

@@ -23,17 +23,10 @@ from aiofuul.models import (
     encode_batch,
     encode_event,
 )
+from aiofuul.payload import MAX_ARGS_BYTES, MAX_ITEMS, _json, _Size, check_args, check_metadata
 from aiofuul.sandbox import Sandbox
 from aiofuul.sandbox.exchange import MAX_BODY
-from aiofuul.validation import (
-    MAX_ARGS_BYTES,
-    MAX_ID_LENGTH,
-    _json,
-    _Size,
-    check_args,
-    check_metadata,
-    validate_event,
-)
+from aiofuul.validation import MAX_ID_LENGTH, validate_event
 from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
 
 CAP = f"{MAX_ARGS_BYTES:,} bytes"
@@ -144,8 +137,6 @@ def test_a_mapping_with_too_many_keys_is_refused_before_it_is_copied() -> None:
     ],
 )
 def test_at_most_max_items_values_are_walked(make: Any) -> None:
-    from aiofuul.validation import MAX_ITEMS
-
     check_args(make(MAX_ITEMS - 10))
     with pytest.raises(ValidationError, match=f"at most {MAX_ITEMS:,} values in all") as e:
         check_args(make(MAX_ITEMS + 1))
