@@ -14,7 +14,7 @@ return, and what it raises.
 
 Decisions, for the source walk:
 
-- It covers the client library: ``src/aiofuul/*.py``. Not ``aiofuul.cli`` (a program:
+- It covers the client library: ``src/aiofuul/**/*.py``. Not ``aiofuul.cli`` (a program:
   its ``CLIError`` becomes an exit status and a message, never an exception a caller
   sees) nor ``aiofuul.sandbox`` (a server: its errors become HTTP answers).
 - Re-raising what was caught (``raise``, ``raise exc``, ``raise exc.for_scope(...)``)
@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import builtins
 import dataclasses
+import importlib
 import inspect
 import sys
 import types
@@ -208,8 +209,27 @@ def test_a_plain_http_url_is_an_insecure_url_error() -> None:
 
 
 # -- the source walk ---------------------------------------------------------------------------
+# Programs, not the library: their errors become exit statuses and HTTP answers.
+_NOT_LIBRARY = ("cli", "sandbox")
+
+
 def _library_files() -> list[Path]:
-    return sorted(SRC.glob("*.py"))
+    """Every module of the client library, subpackages included (new endpoint groups
+    are checked as they come), but not the command line or the sandbox server."""
+    return sorted(
+        path for path in SRC.rglob("*.py") if path.relative_to(SRC).parts[0] not in _NOT_LIBRARY
+    )
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(("aiofuul", *parts))
+
+
+def _where(path: Path) -> str:
+    return path.relative_to(SRC).as_posix()
 
 
 def _resolve(node: ast.expr, namespace: dict[str, object]) -> object:
@@ -234,7 +254,7 @@ def _raised_class(target: object, namespace: dict[str, object]) -> type | None:
 
 
 def _raises(path: Path) -> Iterator[tuple[int, str, type | None]]:
-    module = sys.modules[f"aiofuul.{path.stem}"] if path.stem != "__init__" else aiofuul
+    module = importlib.import_module(_module_name(path))
     yield from _raises_in(path.read_text(), vars(module))
 
 
@@ -257,17 +277,14 @@ def _raises_in(source: str, names: dict[str, object]) -> Iterator[tuple[int, str
 
 
 def test_every_exception_raised_on_purpose_is_a_fuul_error() -> None:
-    import importlib
-
     outside: list[str] = []
     unresolved: list[str] = []
     for path in _library_files():
-        importlib.import_module(f"aiofuul.{path.stem}" if path.stem != "__init__" else "aiofuul")
         for line, name, cls in _raises(path):
-            where = f"{path.name}:{line} raise {name}(...)"
+            where = f"{_where(path)}:{line} raise {name}(...)"
             if cls is None:
                 unresolved.append(where)
-            elif not issubclass(cls, FuulError) and (path.name, cls.__name__) not in {
+            elif not issubclass(cls, FuulError) and (_where(path), cls.__name__) not in {
                 **ALLOWED,
                 **IN_FLIGHT,
             }:
@@ -278,7 +295,7 @@ def test_every_exception_raised_on_purpose_is_a_fuul_error() -> None:
 
 def test_the_allow_list_has_no_stale_entries() -> None:
     found = {
-        (path.name, cls.__name__)
+        (_where(path), cls.__name__)
         for path in _library_files()
         for _, _, cls in _raises(path)
         if cls is not None and not issubclass(cls, FuulError)
