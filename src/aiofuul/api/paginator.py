@@ -18,7 +18,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -77,7 +77,7 @@ class Paginator(Generic[T]):
             return page
         return Page(page.items[:left], page.total, page.next, page.extra)
 
-    async def pages(self) -> AsyncIterator[Page[T]]:
+    async def pages(self) -> AsyncGenerator[Page[T], None]:
         """Every page from ``start`` on, until the server says there is no next one (or
         ``limit`` rows were yielded). An empty page with a next token is yielded and
         walked past."""
