@@ -38,11 +38,13 @@ from aiohttp import hdrs, web
 
 from ..limits import DEFAULT_LIMITS, LaneName, Limits
 from ..models import Event
+from .api_reads import API_LANES, ROUTES, answer_route
 from .exchange import MAX_BODY, Exchange, RecordedRequest, drop
 from .faults import Dice, Faults, error_body, roll
 from .parsing import BadRequest
 from .reads import answer_conversions, answer_pipeline, answer_status, default_conversions
 from .sends import NO_SEND_SCOPE, SEND_LANES, TOO_LARGE, answer_send, may_send
+from .state import FuulState
 from .store import EventStore
 from .throttle import RetryAfter, Throttle, retry_after_value
 
@@ -140,6 +142,8 @@ class Sandbox:
         self._keys = None if keys is None else {k: _scopes(v) for k, v in keys.items()}
         self._throttle = Throttle(limits)
         self._store = EventStore()
+        #: Referrers, codes, affiliates, payouts...: what the reads beyond events serve.
+        self.state = FuulState(self._store, lambda: self.conversions)
         self._dice = Dice()
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
@@ -152,6 +156,9 @@ class Sandbox:
         app = web.Application(client_max_size=MAX_BODY)
         for method, path, lane in _ROUTES:
             app.router.add_route(method, _API + path, functools.partial(self._serve, lane=lane))
+        for route in ROUTES:
+            serve = functools.partial(self._serve, lane=route.lane)
+            app.router.add_route("GET", _API + route.path, serve)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT
@@ -214,6 +221,7 @@ class Sandbox:
         """Forget the stored events, the recorded requests and the rate counts (and
         restart the faults' random sequence from its seed)."""
         self._store.clear()
+        self.state.clear()
         self.requests.clear()
         self._throttle.clear()
         self._dice.reset()
@@ -327,13 +335,21 @@ class Sandbox:
                 body = await ex.read()
                 into = self._store if store else None
                 return answer_send(lane, body, scopes, self.check_format, into)
-            return (*self._answer_read(lane, ex.request.query), 0)
+            return (*self._answer_read(lane, ex.request, scopes), 0)
         except BadRequest as exc:
             return 400, exc.body(), exc.events
         except web.HTTPRequestEntityTooLarge:
             return 413, TOO_LARGE, 0
 
-    def _answer_read(self, lane: LaneName, query: Mapping[str, str]) -> tuple[int, bytes]:
+    def _answer_read(
+        self, lane: LaneName, request: web.Request, scopes: frozenset[str] | None
+    ) -> tuple[int, bytes]:
+        query = request.query
+        if lane in API_LANES:
+            resource = request.match_info.route.resource
+            path = "" if resource is None else resource.canonical.removeprefix(_API)
+            route = next(r for r in ROUTES if r.path == path)
+            return answer_route(route, self.state, query, request.match_info, scopes)
         if lane == "status":
             return answer_status(self._store, query)
         if lane == "conversions":
