@@ -12,7 +12,9 @@ Endpoints: ``POST events``, ``POST events/batch``, ``GET events/status``,
 an optional ``?project_id=`` (recorded, as the official SDK sends it). This module is
 the server and what every request goes through (key, scopes, rate limit, faults); the
 endpoints' own answers are in :mod:`~aiofuul.sandbox.sends` and
-:mod:`~aiofuul.sandbox.reads`.
+:mod:`~aiofuul.sandbox.reads`. The reads beyond events (referrers, codes, affiliates,
+leaderboards, payouts, claim checks, audiences, the affiliate portal) are the table of
+:mod:`~aiofuul.sandbox.api_reads`, answered from :attr:`Sandbox.state`.
 
 Example (any HTTP client will do; the sandbox only sees the wire)::
 
