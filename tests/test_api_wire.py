@@ -160,6 +160,18 @@ async def test_unknown_fields_are_kept_and_drifted_types_decode() -> None:
     assert (again.conversion_id, again.chain_id, again.total_amount) == ("c-9", 1, Decimal(3))
 
 
+async def test_a_value_of_the_wrong_kind_costs_its_field_not_the_page() -> None:
+    rows = [{"rank": "first", "address": "a", "tiers": [1]}, {"rank": 2, "address": "b"}]
+    fuul, transport = client(answering({"total_results": 2, "results": rows}))
+    async with fuul:
+        page = await fuul.leaderboards.points()
+    odd, fine = page.items
+    assert (odd.rank, odd.address, odd.tiers) == (None, "a", None)
+    assert odd.extra == {"rank": "first", "tiers": [1]}
+    assert (fine.rank, fine.extra) == (2, {})
+    assert len(transport.requests) == 1
+
+
 async def test_nested_unknown_fields_are_kept() -> None:
     body = {"results": [{"code": "A", "used_by": [{"identifier": "x", "new": 1}]}], "count": 1,
             "next_page": None}  # fmt: skip

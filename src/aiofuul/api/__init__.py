@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from ..endpoints import Endpoints
 from ._decode import Answer, Text, Timestamp, as_dict
 from .affiliate_portal import AffiliatePortal
 from .affiliates import Affiliate, AffiliateCode, Affiliates, Tier
@@ -80,46 +81,46 @@ __all__ = [
 ]
 
 
-class ApiGroups:
+class ApiGroups(Endpoints):
     """The endpoint groups of :class:`~aiofuul.FuulClient` (a base class of it), made on
     first use."""
 
     @cached_property
     def users(self) -> Users:
         """``user/referrer``."""
-        return Users(self)  # type: ignore[arg-type]
+        return Users(self)
 
     @cached_property
     def referral_codes(self) -> ReferralCodes:
         """``referral_codes``: a user's codes, their status, one code."""
-        return ReferralCodes(self)  # type: ignore[arg-type]
+        return ReferralCodes(self)
 
     @cached_property
     def affiliates(self) -> Affiliates:
         """``affiliates``: an affiliate, and whether a code is free."""
-        return Affiliates(self)  # type: ignore[arg-type]
+        return Affiliates(self)
 
     @cached_property
     def leaderboards(self) -> Leaderboards:
         """The leaderboards."""
-        return Leaderboards(self)  # type: ignore[arg-type]
+        return Leaderboards(self)
 
     @cached_property
     def payouts(self) -> Payouts:
         """A user's payouts, movements, referral earnings and totals."""
-        return Payouts(self)  # type: ignore[arg-type]
+        return Payouts(self)
 
     @cached_property
     def claim_checks(self) -> ClaimChecks:
         """A user's claim checks."""
-        return ClaimChecks(self)  # type: ignore[arg-type]
+        return ClaimChecks(self)
 
     @cached_property
     def audiences(self) -> Audiences:
         """The audience segments of a user."""
-        return Audiences(self)  # type: ignore[arg-type]
+        return Audiences(self)
 
     @cached_property
     def affiliate_portal(self) -> AffiliatePortal:
         """An affiliate's statistics (a service-role key)."""
-        return AffiliatePortal(self)  # type: ignore[arg-type]
+        return AffiliatePortal(self)

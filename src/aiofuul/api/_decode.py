@@ -11,10 +11,13 @@ The vendor's own types drifted between numbers and strings (``volume_usd``,
 or ``int`` and decode from either; identifiers are :class:`Text`, a ``str`` that
 decodes from a number too; dates are :class:`Timestamp`, a ``datetime`` that decodes
 from ISO 8601 (``Z``, date only, naive taken as UTC) or epoch seconds or milliseconds.
+A value that is none of these (a word where a number belongs) leaves its field None and
+lands in ``extra``: one odd field never costs the row, nor the page.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -89,11 +92,33 @@ def _keep_extra(value: Any, raw: Any) -> None:
 
 
 def convert(raw: Any, model: type[T]) -> T:
-    """``raw`` (decoded JSON) as ``model``, leniently; raises ``msgspec.ValidationError``
-    when it cannot be read as one at all."""
-    value = msgspec.convert(raw, model, strict=False, dec_hook=_hook)
+    """``raw`` (decoded JSON) as ``model``, leniently: a documented field whose value
+    cannot be read as its type (a word where a number belongs) is None, its value kept
+    in ``extra`` under its name, rather than failing the row (and the page with it).
+    Raises ``msgspec.ValidationError`` when ``raw`` cannot be read as one at all."""
+    try:
+        value = msgspec.convert(raw, model, strict=False, dec_hook=_hook)
+    except msgspec.ValidationError as exc:
+        name = _field_at(exc)
+        if not isinstance(raw, dict) or name is None or name not in raw:
+            raise
+        rest = dict(raw)
+        unreadable = rest.pop(name)
+        value = convert(rest, model)
+        if isinstance(value, Answer):
+            value.extra = {**value.extra, name: unreadable}
+        return value
     _keep_extra(value, raw)
     return value
+
+
+_AT_FIELD = re.compile(r" - at `\$\.([^.\[`]+)")
+
+
+def _field_at(exc: msgspec.ValidationError) -> str | None:
+    """The top-level field a msgspec error is about (``$.rank``, ``$.codes[2].uses``)."""
+    match = _AT_FIELD.search(str(exc))
+    return None if match is None else match.group(1)
 
 
 def convert_list(raw: Any, model: type[T]) -> list[T]:
