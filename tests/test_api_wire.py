@@ -292,6 +292,18 @@ async def test_limit_caps_the_rows_and_the_requests() -> None:
     assert len(transport.requests) == 6
 
 
+async def test_a_total_without_a_page_size_still_walks_every_page() -> None:
+    def handler(request: MockRequest) -> Response:
+        page = int(request.params["page"])
+        rows = [{"rank": r} for r in range(page * 10 - 9, min(page * 10, 25) + 1)]
+        return respond(200, {"total_results": 25, "results": rows})
+
+    fuul, transport = client(handler)
+    async with fuul:
+        ranks = [r.rank async for r in fuul.leaderboards.points()]
+    assert ranks == list(range(1, 26)) and len(transport.requests) == 3
+
+
 async def test_start_resumes_a_walk() -> None:
     def handler(request: MockRequest) -> Response:
         page = int(request.params["page"])

@@ -117,7 +117,10 @@ class Group:
     ) -> Paginator[T]:
         """A list in pages ``page=1, 2...``; the next page is ``next_page`` when the
         answer has that key, else the next number while ``total`` says rows remain, else
-        (no total either) the next number after a full page."""
+        (no total either) the next number after a full page. ``page_size`` is sent only
+        when the caller gives one (the server's default otherwise)."""
+
+        learned = [0]
 
         def read(raw: Any, number: int) -> Page[T]:
             found = _envelope(raw, items)
@@ -125,12 +128,15 @@ class Group:
                 raise ValueError("not a page")
             rows, envelope = found
             total = next((_int(envelope[k]) for k in _TOTALS if k in envelope), None)
-            size = _int(envelope.get("page_size")) or page_size
+            # The page size the server used; when neither it nor the caller says, the
+            # longest page seen so far stands for it (the server's default size).
+            learned[0] = max(learned[0], len(rows))
+            size = _int(envelope.get("page_size")) or page_size or learned[0]
             following: int | None
             if "next_page" in envelope:
                 following = _int(envelope["next_page"])
-            elif total is not None and size:
-                following = number + 1 if number * size < total else None
+            elif total is not None:
+                following = number + 1 if size and number * size < total else None
             else:
                 following = number + 1 if size and len(rows) >= size else None
             rest = {k: v for k, v in envelope.items() if k not in (items, "next_page", *_TOTALS)}
