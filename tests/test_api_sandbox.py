@@ -252,3 +252,14 @@ def sandbox_thread() -> Iterator[str]:
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
     loop.close()
+
+
+async def test_a_code_with_a_slash_a_space_or_accents_stays_one_path_segment(
+    sandbox: Sandbox, client: FuulClient
+) -> None:
+    for code in ("A/B 1", "ÉTÉ", "50%?#"):
+        sandbox.state.add_code(BOB, code)
+        details = await client.referral_codes.get(code)
+        assert details.code == code and details.available
+        assert await client.affiliates.code_available(code) is False
+    assert sandbox.count(status=404) == 0
