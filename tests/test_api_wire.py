@@ -328,3 +328,33 @@ async def test_reads_run_concurrently_within_the_lane() -> None:
     async with fuul:
         results = await asyncio.gather(*(fuul.payouts.totals(EVM) for _ in range(20)))
     assert len(results) == 20 and seen == 20
+
+
+@pytest.mark.parametrize(("call", "path", "params", "body"), CASES)
+async def test_each_endpoint_waits_out_a_429_then_answers(
+    call: Callable[[FuulClient], Any], path: str, params: dict[str, str], body: Any
+) -> None:
+    answers = [respond(429, retry_after="0.01"), respond(200, body)]
+    fuul, transport = client(lambda r: answers.pop(0), TENTH)
+    async with fuul:
+        await call(fuul)
+    assert [r.params for r in transport.requests] == [params, params]
+
+
+@pytest.mark.parametrize(("call", "path", "params", "body"), CASES)
+async def test_each_endpoint_refused_403_names_the_key_kind_and_404_is_not_found(
+    call: Callable[[FuulClient], Any], path: str, params: dict[str, str], body: Any
+) -> None:
+    kind = "service-role" if path.startswith("affiliate-portal") else "read"
+    fuul, _ = client(lambda r: respond(403, {"message": "Forbidden resource"}))
+    async with fuul:
+        with pytest.raises(PermissionDeniedError) as refused:
+            await call(fuul)
+    assert refused.value.needed_scope == kind
+    fuul, _ = client(lambda r: respond(404, {"message": "Not Found"}))
+    async with fuul:
+        if path.startswith("affiliates/0x"):
+            assert await call(fuul) is None
+        else:
+            with pytest.raises(NotFoundError):
+                await call(fuul)
