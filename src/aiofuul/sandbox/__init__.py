@@ -16,6 +16,7 @@ from __future__ import annotations
 from .exchange import RecordedRequest
 from .faults import Faults
 from .server import Sandbox
+from .state import FuulState
 from .throttle import RetryAfter
 
-__all__ = ["Faults", "RecordedRequest", "RetryAfter", "Sandbox"]
+__all__ = ["Faults", "FuulState", "RecordedRequest", "RetryAfter", "Sandbox"]

@@ -106,6 +106,10 @@ class Sandbox:
     :attr:`pipeline_delay` seconds after it was stored, then as :attr:`pipeline_status`
     (``"success"``: with one attribution and one payout).
 
+    :attr:`state` (a :class:`~aiofuul.sandbox.state.FuulState`) is the small Fuul the reads
+    beyond events answer from: set referrers, codes, affiliates and audiences there;
+    payouts are made from the stored events.
+
     Use it as ``async with Sandbox() as sb:`` or with :meth:`start` and :meth:`stop`.
     ``sb.faults``, ``sb.limits``, ``sb.retry_after``, ``sb.check_format``,
     ``sb.conversions``, ``sb.pipeline_status`` and ``sb.pipeline_delay`` may be changed
