@@ -14,7 +14,7 @@ import pytest
 
 from aiofuul import DEFAULT_LIMITS, ClientConfig, FuulClient, RetryPolicy, User
 from aiofuul.api import as_dict
-from aiofuul.errors import NotFoundError, PermissionDeniedError, RateLimitError
+from aiofuul.errors import NotFoundError, PermissionDeniedError, RateLimitError, TransportError
 from aiofuul.testing import MockRequest, MockTransport, respond
 from aiofuul.transport import Response
 from conftest import EVM, fast_config
@@ -261,6 +261,15 @@ async def test_cursor_pages_may_be_empty_before_the_end() -> None:
         first = await fuul.payouts.referral_earnings(EVM)
     assert rows == ["a", "b"] and len(transport.requests) == 5
     assert first.next == "c1" and first.total is None
+
+
+async def test_a_cursor_that_does_not_advance_is_an_error_not_a_loop() -> None:
+    body = {"results": [], "next_cursor": "same"}
+    fuul, transport = client(answering(body))
+    async with fuul:
+        with pytest.raises(TransportError, match="did not advance"):
+            [r async for r in fuul.payouts.referral_earnings(EVM)]
+    assert len(transport.requests) == 2
 
 
 async def test_next_page_style_stops_on_null_and_goes_past_an_empty_page() -> None:

@@ -22,6 +22,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from ..errors import TransportError
+
 __all__ = ["Page", "PageToken", "Paginator"]
 
 T = TypeVar("T")
@@ -80,7 +82,8 @@ class Paginator(Generic[T]):
     async def pages(self) -> AsyncGenerator[Page[T], None]:
         """Every page from ``start`` on, until the server says there is no next one (or
         ``limit`` rows were yielded). An empty page with a next token is yielded and
-        walked past."""
+        walked past; an empty one pointing at itself raises
+        :class:`~aiofuul.TransportError` (a server that would loop forever)."""
         token, left = self.start, self.limit
         while left is None or left > 0:
             page = self._trim(await self._fetch(token), left)
@@ -89,6 +92,9 @@ class Paginator(Generic[T]):
             yield page
             if page.next is None:
                 return
+            if page.next == token and not page.items:
+                # The server's word would walk in place forever: say so instead.
+                raise TransportError(f"the list's cursor did not advance past {token!r}")
             token = page.next
 
     def __aiter__(self) -> AsyncIterator[T]:
