@@ -84,6 +84,7 @@ class Group:
         client._check_usable()
         lane = client._lanes[self._lane]
 
+        # The answer travels in a 1-tuple: None is how accept says "not the API's answer".
         def accept(body: bytes) -> tuple[T] | None:
             raw = decode_json(body)
             try:
