@@ -120,6 +120,12 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept this API key (repeatable); without scopes it has them all, "
         "'KEY:' has none (read-only). No --key: any key is accepted",
     )
+    parser.add_argument(
+        "--webhook-url",
+        default=None,
+        metavar="URL",
+        help="POST a reward.earned webhook here for each payout, retried until a 2xx",
+    )
 
 
 def _add_rate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -205,6 +211,7 @@ def sandbox_from_args(ns: argparse.Namespace) -> Sandbox:
         retry_after=ns.retry_after,
         faults=faults,
         check_format=ns.check_format,
+        webhook_url=ns.webhook_url,
     )
 
 
