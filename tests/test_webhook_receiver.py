@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import os
 import socket
 import sqlite3
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -27,7 +29,7 @@ import pytest_asyncio
 from aiofuul import FuulClient, User, webhooks
 from aiofuul.sandbox import Sandbox
 from aiofuul.sandbox.webhooks import WebhookRetry
-from conftest import API_KEY, FAST_LIMITS, fast_config
+from conftest import API_KEY, FAST_LIMITS, fast_config, free_port
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
@@ -189,3 +191,65 @@ async def test_the_receiver_answers_bad_other_and_repeated_bodies(served: Served
             assert r.status == 404  # only the secret path takes webhooks
     await _until(lambda: len(served.handled) == 1, "the worker")
     assert len(served.rows()) == 1
+
+
+# -- as the README runs them: two real processes -----------------------------------
+
+
+def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+async def _listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        assert time.monotonic() < deadline, f"{proc.args} never listened on {port}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+async def test_the_documented_commands_end_to_end(tmp_path: Path) -> None:
+    """``uvicorn ... webhook_receiver_fastapi:app`` and ``python -m aiofuul.sandbox
+    --webhook-url``, configured only by the environment and the command line."""
+    receiver_port, sandbox_port = free_port(), free_port()
+    db = tmp_path / "rewards.db"
+    env = {**os.environ, "FUUL_REWARDS_DB": str(db), "FUUL_WEBHOOK_PATH": SECRET_PATH}
+    receiver = _spawn(
+        ["uvicorn", "--app-dir", str(EXAMPLE.parent), "webhook_receiver_fastapi:app",
+         "--host", "127.0.0.1", "--port", str(receiver_port)],
+        env,
+    )  # fmt: skip
+    sandbox = _spawn(
+        ["aiofuul.sandbox", "--port", str(sandbox_port), "--time-scale", "1/60",
+         "--webhook-url", f"http://127.0.0.1:{receiver_port}{SECRET_PATH}"],
+    )  # fmt: skip
+    try:
+        await _listening(receiver_port, receiver)
+        await _listening(sandbox_port, sandbox)
+        base = f"http://127.0.0.1:{sandbox_port}/api/v1/"
+        async with FuulClient(API_KEY, base_url=base, config=fast_config()) as fuul:
+            for n in range(10):
+                fuul.track("deposit", USERS[n % len(USERS)], dedup_id=f"dep-{n}")
+            assert await fuul.flush(timeout=30)
+
+        def done() -> int:
+            if not db.exists():
+                return 0
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                return int(conn.execute("SELECT count(*) FROM inbox WHERE done = 1").fetchone()[0])
+
+        await _until(lambda: done() >= 10, "ten movements handled by the receiver process")
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            assert conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 10
+    finally:
+        for proc in (sandbox, receiver):
+            proc.terminate()
+            _, err = proc.communicate(timeout=30)
+            assert b"Traceback" not in err, err.decode(errors="replace")
