@@ -27,8 +27,7 @@ import pytest
 import pytest_asyncio
 
 from aiofuul import FuulClient, User, webhooks
-from aiofuul.sandbox import Sandbox
-from aiofuul.sandbox.webhooks import WebhookRetry
+from aiofuul.sandbox import Sandbox, WebhookRetry
 from conftest import API_KEY, FAST_LIMITS, fast_config, free_port
 
 pytest.importorskip("fastapi")

@@ -124,7 +124,8 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--webhook-url",
         default=None,
         metavar="URL",
-        help="POST a reward.earned webhook here for each payout, retried until a 2xx",
+        help="POST a reward.earned webhook here for each payout it makes; a non-2xx or a "
+        "timeout is retried with backoff (8 attempts)",
     )
 
 
