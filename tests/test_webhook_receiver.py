@@ -204,12 +204,12 @@ def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pop
 async def _listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while True:
-        assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
+        assert proc.poll() is None, f"{proc.args!r} exited with {proc.returncode}"
         with contextlib.suppress(OSError):
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.close()
             return
-        assert time.monotonic() < deadline, f"{proc.args} never listened on {port}"
+        assert time.monotonic() < deadline, f"{proc.args!r} never listened on {port}"
         await asyncio.sleep(0.05)
 
 

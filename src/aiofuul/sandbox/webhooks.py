@@ -182,6 +182,13 @@ class WebhookSender:
             self._session = None
 
     async def _when_due(self, record: StoredEvent) -> None:
+        try:
+            await self._pay(record)
+        except Exception:  # a bug here must be seen, not lost in an unawaited task
+            self.failed += 1
+            _log.exception("webhook for event %r failed", record.event.dedup_id)
+
+    async def _pay(self, record: StoredEvent) -> None:
         delay = self._pipeline.pipeline_delay
         wait = record.at + delay - time.monotonic()
         if wait > 0:
