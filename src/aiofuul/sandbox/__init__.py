@@ -17,5 +17,6 @@ from .exchange import RecordedRequest
 from .faults import Faults
 from .server import Sandbox
 from .throttle import RetryAfter
+from .webhooks import WebhookRetry
 
-__all__ = ["Faults", "RecordedRequest", "RetryAfter", "Sandbox"]
+__all__ = ["Faults", "RecordedRequest", "RetryAfter", "Sandbox", "WebhookRetry"]
