@@ -32,6 +32,7 @@ from .errors import (
     TransportError,
     UndeliveredError,
     ValidationError,
+    WebhookError,
 )
 from .ledger import OnError, Stats
 from .limits import DEFAULT_LIMITS, Limits, RateLimit
@@ -81,5 +82,6 @@ __all__ = [
     "UndeliveredError",
     "User",
     "ValidationError",
+    "WebhookError",
     "__version__",
 ]

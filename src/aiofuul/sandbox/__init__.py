@@ -18,5 +18,6 @@ from .faults import Faults
 from .server import Sandbox
 from .state import FuulState
 from .throttle import RetryAfter
+from .webhooks import WebhookRetry
 
-__all__ = ["Faults", "FuulState", "RecordedRequest", "RetryAfter", "Sandbox"]
+__all__ = ["Faults", "FuulState", "RecordedRequest", "RetryAfter", "Sandbox", "WebhookRetry"]

@@ -49,6 +49,7 @@ from .sends import NO_SEND_SCOPE, SEND_LANES, TOO_LARGE, answer_send, may_send
 from .state import FuulState
 from .store import EventStore
 from .throttle import RetryAfter, Throttle, retry_after_value
+from .webhooks import WebhookRetry, WebhookSender
 
 __all__ = ["Sandbox"]
 
@@ -104,7 +105,9 @@ class Sandbox:
 
     ``GET events/pipeline`` reports an event as ``"pending"`` until
     :attr:`pipeline_delay` seconds after it was stored, then as :attr:`pipeline_status`
-    (``"success"``: with one attribution and one payout).
+    (``"success"``: with one attribution and one payout). Given ``webhook_url``, it
+    POSTs a ``reward.earned`` there for each such payout, retried per ``webhook_retry``
+    (see :mod:`~aiofuul.sandbox.webhooks`; :attr:`webhooks` tells what was sent).
 
     :attr:`state` (a :class:`~aiofuul.sandbox.state.FuulState`) is the small Fuul the reads
     beyond events answer from: set referrers, codes, affiliates and audiences there;
@@ -128,6 +131,8 @@ class Sandbox:
         check_format: bool = True,
         record_bodies: bool = False,
         conversions: Sequence[Mapping[str, Any]] | None = None,
+        webhook_url: str | None = None,
+        webhook_retry: WebhookRetry | None = None,
     ):
         self.host = host
         self.port = port
@@ -153,6 +158,10 @@ class Sandbox:
         self._dice = Dice()
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
+        #: Who POSTs the webhooks (None without ``webhook_url``): its attempts and counts.
+        self.webhooks = (
+            None if webhook_url is None else WebhookSender(webhook_url, webhook_retry, self)
+        )
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -188,6 +197,8 @@ class Sandbox:
             return
         self._stopping.set()
         await runner.cleanup()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         _log.info("sandbox stopped")
 
     async def __aenter__(self) -> Sandbox:
@@ -340,7 +351,11 @@ class Sandbox:
             if lane in SEND_LANES:
                 body = await ex.read()
                 into = self._store if store else None
-                return answer_send(lane, body, scopes, self.check_format, into)
+                before = len(self._store.events)
+                answer = answer_send(lane, body, scopes, self.check_format, into)
+                if self.webhooks is not None:  # the events just stored are new at the end
+                    self.webhooks.payouts_for(self._store, before)
+                return answer
             return (*self._answer_read(lane, ex.request, scopes), 0)
         except BadRequest as exc:
             return 400, exc.body(), exc.events
