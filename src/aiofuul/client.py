@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import msgspec
 
+from .api import ApiGroups
 from .config import ClientConfig
 from .endpoints import project_query
 from .errors import ClientStateError
@@ -93,7 +94,7 @@ def _report_unclosed(sender: Sender) -> None:
         )
 
 
-class FuulClient(DirectSends, ReadEndpoints):
+class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
     """The Fuul events API client. Use one per API key and event loop, ideally as
     ``async with FuulClient(...) as fuul:`` (or call :meth:`aclose` yourself).
 

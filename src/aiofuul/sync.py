@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
+from .api.sync_groups import SyncApiGroups
 from .client import FuulClient
 from .config import ClientConfig
 from .errors import ClientStateError
@@ -207,7 +208,7 @@ class _Runner:
         return after.failed + after.dropped + after.queued - before.failed - before.dropped
 
 
-class SyncFuulClient:
+class SyncFuulClient(SyncApiGroups):
     """The Fuul events API client for sync code. Thread-safe; one per API key and
     process is enough (threads share it). Takes :class:`~aiofuul.FuulClient`'s options,
     except ``session`` (an aiohttp session belongs to another loop), plus:
