@@ -102,6 +102,8 @@ _MAX_IDENTIFIER = 254
 #: characters unless its caller says otherwise: far more than any id, far less than the
 #: ~8 KB at which servers and proxies start refusing a URL.
 MAX_QUERY_VALUE_LENGTH = 1024
+# What a query value must not hold: a URL's value is no place for them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # What the other fields of a track() event take at most, encoded: name, dedup_id and the
 # user's identifier at their longest, 6 bytes a character (a \u00XX escape), the
 # identifier type, a timestamp, and the JSON around them.
@@ -126,11 +128,13 @@ def check_dedup_id(dedup_id: object) -> str:
 
 
 def check_query_value(field: str, value: object, max_len: int = MAX_QUERY_VALUE_LENGTH) -> str:
-    """A value that goes into a URL query: a ``str`` of 1 to ``max_len`` characters
-    (default :data:`MAX_QUERY_VALUE_LENGTH`), no NUL, valid Unicode. Returns the plain
-    string to send (a str subclass, a str Enum say, becomes the string it holds).
+    """A value that goes into a URL query: a ``str``, not blank, of at most ``max_len``
+    characters (default :data:`MAX_QUERY_VALUE_LENGTH`), without control characters,
+    valid Unicode. Returns the plain string to send (a str subclass, a str Enum say,
+    becomes the string it holds).
 
-    The one rule for every query value of every endpoint, checked before the request is
+    The one rule for every query value of every endpoint (the events' ``project_id`` and
+    ``event_id``, and every value of :mod:`aiofuul.api`), checked before the request is
     made: the URL library would silently drop a lone surrogate (``'proj\\ud800X'`` would
     be sent as ``projX``, naming another project) and would send ``123`` as ``"123"``.
     Numbers (page sizes, limits) are checked by their own rules, then formatted with
@@ -140,7 +144,19 @@ def check_query_value(field: str, value: object, max_len: int = MAX_QUERY_VALUE_
 
         params = {"event_id": check_query_value("event_id", event_id)}
     """
-    return check_text(field, value, max_len)
+    if type(value) is not str:
+        if not isinstance(value, str):
+            raise ValidationError(field, "must be a string", value)
+        value = str.__str__(value)
+    if not value or value.isspace():
+        raise ValidationError(field, "must not be empty", value)
+    if len(value) > max_len:
+        raise ValidationError(
+            field, f"must be at most {max_len:,} characters, not {len(value):,}", value
+        )
+    if _CONTROL.search(value) is not None:
+        raise ValidationError(field, "must not contain control characters", value)
+    return check_text(field, value, max_len)  # and valid Unicode
 
 
 def check_user(user: object, check_format: bool = True, field: str = "user") -> User:
