@@ -8,6 +8,7 @@ import asyncio
 import bisect
 import hashlib
 import itertools
+import logging
 import time
 from dataclasses import dataclass
 
@@ -23,6 +24,10 @@ __all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
 #: 20,000 events need 18 windows of 1,100: 27 s with 1.5 s windows.
 DEFAULT_TIME_SCALE = 0.025
+DEFAULT_EVENTS = 20_000
+#: ``--quick``: 3,000 events need 3 windows of 1,100: about 2 s with 1.2 s windows.
+QUICK_EVENTS = 3_000
+QUICK_TIME_SCALE = 0.02
 _POLL = 0.01  # seconds between looks at the sandbox's store (the latency's resolution)
 _NAMES = ("trade", "deposit", "swap", "stake")
 _USERS = 500
@@ -37,7 +42,9 @@ with a summary checked against the sandbox's store. No API key or network needed
 
 Exit 0 when every event was stored exactly once without a single 429; 1 otherwise.
 With the defaults it takes about half a minute: --time-scale {DEFAULT_TIME_SCALE:g}
-makes one API minute last {60 * DEFAULT_TIME_SCALE:g} s, and 20,000 events need 18 of them."""
+makes one API minute last {60 * DEFAULT_TIME_SCALE:g} s, and 20,000 events need 18 of them.
+--quick takes a few seconds: {QUICK_EVENTS:,} events (unless --events is given) with one
+API minute lasting {60 * QUICK_TIME_SCALE:g} s (unless --time-scale is given)."""
 
 
 NAME = "demo"
@@ -48,7 +55,17 @@ DESCRIPTION = _DESCRIPTION
 def configure(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``aiofuul demo``."""
     parser.add_argument(
-        "--events", type=int, default=20_000, metavar="N", help="events to track (20000)"
+        "--events",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"events to track ({DEFAULT_EVENTS}; {QUICK_EVENTS} with --quick)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a run of a few seconds: {QUICK_EVENTS:,} events, 1 API minute = "
+        f"{60 * QUICK_TIME_SCALE:g} s",
     )
     parser.add_argument(
         "--producers", type=int, default=8, metavar="N", help="concurrent tracking tasks (8)"
@@ -68,6 +85,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     """Run the demo; 0 when everything was delivered exactly once without a 429."""
+    if ns.events is None:
+        ns.events = QUICK_EVENTS if ns.quick else DEFAULT_EVENTS
+    if ns.quick and ns.time_scale == DEFAULT_TIME_SCALE:  # not given: the quick one
+        ns.time_scale = QUICK_TIME_SCALE
     if ns.events < 1 or ns.producers < 1 or ns.rate < 0:
         raise CLIError("--events and --producers must be at least 1, --rate at least 0")
     return asyncio.run(_Demo(ns).run())
@@ -77,6 +98,45 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+class _DemoMinutes(logging.Filter):
+    """Restates the client's overload warning in the demo's time scale.
+
+    The client counts per real minute; with limits compressed 40 times, its "44000/min
+    against a ceiling of 44000/min" would contradict the demo's own "1,100
+    events/min". Other records pass unchanged."""
+
+    _PREFIX = "events arrive faster than the API key can take them"
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not (isinstance(record.msg, str) and record.msg.startswith(self._PREFIX)):
+            return True
+        if not (isinstance(args, tuple) and len(args) == 6):
+            return True
+        rate, ceiling, backlog, max_queue, until_full, policy = args
+        minute = 60 * self.scale
+        record.msg = (
+            f"{self._PREFIX}: %.0f/min against a ceiling of %.0f/min (API minutes, each "
+            f"{minute:g} s in this demo); %d event(s) wait, and at this rate max_queue (%d) "
+            "is reached in about %.0f s of this demo, after which queue_full=%r applies. "
+            "A real service would track fewer events, ask Fuul for higher limits, or raise "
+            "max_queue to ride out a burst"
+        )
+        record.args = (
+            float(rate) * self.scale,  # type: ignore[arg-type]
+            float(ceiling) * self.scale,  # type: ignore[arg-type]
+            backlog,
+            max_queue,
+            until_full,
+            policy,
+        )
+        return True
 
 
 @dataclass
@@ -172,6 +232,14 @@ class _Demo:
     # -- the run ------------------------------------------------------------------------------
     async def run(self) -> int:
         config = ClientConfig(limits=self.limits, max_queue=max(self.n, 100_000), close_timeout=2)
+        minutes = _DemoMinutes(self.scale)
+        logging.getLogger("aiofuul").addFilter(minutes)
+        try:
+            return await self._run(config)
+        finally:
+            logging.getLogger("aiofuul").removeFilter(minutes)
+
+    async def _run(self, config: ClientConfig) -> int:
         async with (
             Sandbox(limits=self.limits) as sb,
             FuulClient("demo-key", base_url=sb.url, config=config) as fuul,
