@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Literal
 
@@ -29,7 +30,15 @@ from ..validation import validate_event
 from ._common import CLIError
 from ._values import arg_key, parse_arg_value, parse_timestamp
 
-__all__ = ["CSV_COLUMNS", "Format", "Input", "Record", "Scan", "derive_dedup_id"]
+__all__ = [
+    "CSV_COLUMNS",
+    "Format",
+    "Input",
+    "Record",
+    "Scan",
+    "derive_dedup_id",
+    "sniff_format",
+]
 
 Format = Literal["jsonl", "csv"]
 
@@ -187,6 +196,32 @@ def _csv(lines: Iterator[tuple[int, str | None]], check_format: bool) -> Iterato
         raise CLIError(f"line {reader.line_num}: unreadable CSV ({exc})") from None
 
 
+def sniff_format(line: bytes) -> Format | None:
+    """The format a first non-blank line shows: ``jsonl`` for a JSON object, ``csv`` for
+    a header naming the required columns, else None.
+
+    Example::
+
+        sniff_format(b"name,identifier,identifier_type,arg.size\n")  # 'csv'
+    """
+    text = line.decode("utf-8", "replace").removeprefix("\ufeff").strip()
+    if text.startswith("{"):
+        return "jsonl"
+    header = {h.strip() for h in next(csv.reader([text]), [])}
+    return "csv" if header.issuperset(_CSV_REQUIRED) else None
+
+
+def _read_head(stream: IO[bytes], limit: int = 1000) -> bytes:
+    """The lines of ``stream`` up to its first non-blank one (at most ``limit``)."""
+    head = bytearray()
+    for _ in range(limit):
+        line = stream.readline()
+        head += line
+        if not line or line.strip().removeprefix(b"\xef\xbb\xbf").strip():
+            break
+    return bytes(head)
+
+
 @dataclass
 class Scan:
     """What validating the whole input found.
@@ -219,11 +254,25 @@ class Input:
             source.close()
     """
 
-    def __init__(self, path: str, fmt: Format, check_format: bool = True):
+    def __init__(self, path: str, fmt: Format | None, check_format: bool = True):
         self.path = path
-        self.format: Format = fmt
         self.check_format = check_format
         self._spool: IO[bytes] | None = None
+        self._head = b""  # standard input read to tell its format
+        if fmt is None:
+            fmt = "csv" if path.lower().endswith(".csv") else "jsonl"
+            if path == "-":
+                self._head = _read_head(sys.stdin.buffer)
+                first = self._head.strip().splitlines()[-1:] or [b""]
+                sniffed = sniff_format(first[0])
+                if sniffed is None and self._head.strip():
+                    raise CLIError(
+                        "cannot tell the format of standard input from its first line: "
+                        "pass --format csv (a header naming the columns "
+                        f"{', '.join(_CSV_REQUIRED)}, ...) or --format jsonl"
+                    )
+                fmt = sniffed or fmt
+        self.format: Format = fmt
 
     @property
     def name(self) -> str:
@@ -231,7 +280,7 @@ class Input:
         return "standard input" if self.path == "-" else self.path
 
     def _lines(
-        self, raw: IO[bytes], feed: Callable[[bytes], object] | None = None
+        self, raw: Iterable[bytes], feed: Callable[[bytes], object] | None = None
     ) -> Iterator[tuple[int, str | None]]:
         """``(line number, text)``, text None when not UTF-8; gives the bytes to ``feed``
         (the fingerprint) and to the copy of standard input."""
@@ -259,9 +308,11 @@ class Input:
         hasher = hashlib.sha256()
         if self.path == "-":
             self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-            raw: IO[bytes] = sys.stdin.buffer
+            stream: IO[bytes] = sys.stdin.buffer
         else:
-            raw = open(self.path, "rb")  # noqa: SIM115 - closed below
+            stream = open(self.path, "rb")  # noqa: SIM115 - closed below
+        # One iterator: what the parser leaves is read by the loop after it.
+        raw = itertools.chain(self._head.splitlines(keepends=True), stream)
         try:
             for record in self._records(self._lines(raw, hasher.update)):
                 scan.records += 1
@@ -279,8 +330,8 @@ class Input:
                 if self._spool is not None:
                     self._spool.write(data)
         finally:
-            if raw is not sys.stdin.buffer:
-                raw.close()
+            if stream is not sys.stdin.buffer:
+                stream.close()
         scan.sha256 = hasher.hexdigest()
         scan.size = self._spool.tell() if self._spool is not None else os.stat(self.path).st_size
         return scan
