@@ -44,7 +44,14 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """The documentation site, refusing any warning (a broken link, a missing reference)."""
     session.install("-e", ".[docs]")
-    session.run("mkdocs", "build", "--strict", "--site-dir", f"{session.create_tmp()}/site")
+    session.run(
+        "mkdocs",
+        "build",
+        "--strict",
+        "--site-dir",
+        f"{session.create_tmp()}/site",
+        env={"NO_MKDOCS_2_WARNING": "1"},  # Material's banner about its successor
+    )
 
 
 @nox.session
