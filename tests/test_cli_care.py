@@ -261,3 +261,11 @@ def test_demo_overload_warning_speaks_in_api_minutes() -> None:
     # The demo's ceiling, as its summary says it: 1,100 events per (API) minute.
     assert "against a ceiling of 1100/min (API minutes, each 0.6 s in this demo)" in warning[0]
     assert "1,100 events/min" in demo.stdout
+
+
+def test_demo_quick_compresses_time_and_events_unless_given() -> None:
+    # --events given: only the time scale comes from --quick (1 API minute = 1.2 s).
+    demo = run_module("demo", "--quick", "--events", "200", "--quiet")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "aiofuul demo: 200 events" in demo.stdout
+    assert "1 min = 1.2 s" in demo.stdout
