@@ -30,21 +30,14 @@ from ..validation import validate_event
 from ._common import CLIError
 from ._values import arg_key, parse_arg_value, parse_timestamp
 
-__all__ = [
-    "CSV_COLUMNS",
-    "Format",
-    "Input",
-    "Record",
-    "Scan",
-    "derive_dedup_id",
-    "sniff_format",
-]
+__all__ = ["CSV_COLUMNS", "CSV_REQUIRED", "Format", "Input", "Record", "Scan", "derive_dedup_id"]
 
 Format = Literal["jsonl", "csv"]
 
 #: The columns a CSV file may have, besides ``arg.KEY`` (and ``arg.KEY:str``).
 CSV_COLUMNS = ("name", "identifier", "identifier_type", "dedup_id", "timestamp")
-_CSV_REQUIRED = ("name", "identifier", "identifier_type")
+#: The columns a CSV header must name.
+CSV_REQUIRED = ("name", "identifier", "identifier_type")
 _FIELDS = frozenset(Event.__struct_fields__)
 _CANONICAL = msgspec.json.Encoder(order="sorted")
 #: Prefix of derived dedup ids: ``imp-`` and 32 hex digits (128 bits) of a sha256.
@@ -174,7 +167,7 @@ def _csv(lines: Iterator[tuple[int, str | None]], check_format: bool) -> Iterato
             return
         header = [h.strip() for h in header]
         bad = [h for h in header if h not in CSV_COLUMNS and not h.startswith("arg.")]
-        missing = [h for h in _CSV_REQUIRED if h not in header]
+        missing = [h for h in CSV_REQUIRED if h not in header]
         if bad or missing:
             problems = [f"unknown column {b!r}" for b in bad] + [
                 f"missing column {m!r}" for m in missing
@@ -194,32 +187,6 @@ def _csv(lines: Iterator[tuple[int, str | None]], check_format: bool) -> Iterato
             index, start = index + 1, reader.line_num + 1
     except csv.Error as exc:
         raise CLIError(f"line {reader.line_num}: unreadable CSV ({exc})") from None
-
-
-def sniff_format(line: bytes) -> Format | None:
-    """The format a first non-blank line shows: ``jsonl`` for a JSON object, ``csv`` for
-    a header naming the required columns, else None.
-
-    Example::
-
-        sniff_format(b"name,identifier,identifier_type,arg.size\n")  # 'csv'
-    """
-    text = line.decode("utf-8", "replace").removeprefix("\ufeff").strip()
-    if text.startswith("{"):
-        return "jsonl"
-    header = {h.strip() for h in next(csv.reader([text]), [])}
-    return "csv" if header.issuperset(_CSV_REQUIRED) else None
-
-
-def _read_head(stream: IO[bytes], limit: int = 1000) -> bytes:
-    """The lines of ``stream`` up to its first non-blank one (at most ``limit``)."""
-    head = bytearray()
-    for _ in range(limit):
-        line = stream.readline()
-        head += line
-        if not line or line.strip().removeprefix(b"\xef\xbb\xbf").strip():
-            break
-    return bytes(head)
 
 
 @dataclass
@@ -254,25 +221,12 @@ class Input:
             source.close()
     """
 
-    def __init__(self, path: str, fmt: Format | None, check_format: bool = True):
+    def __init__(self, path: str, fmt: Format, check_format: bool = True, head: bytes = b""):
         self.path = path
+        self.format: Format = fmt
         self.check_format = check_format
         self._spool: IO[bytes] | None = None
-        self._head = b""  # standard input read to tell its format
-        if fmt is None:
-            fmt = "csv" if path.lower().endswith(".csv") else "jsonl"
-            if path == "-":
-                self._head = _read_head(sys.stdin.buffer)
-                first = self._head.strip().splitlines()[-1:] or [b""]
-                sniffed = sniff_format(first[0])
-                if sniffed is None and self._head.strip():
-                    raise CLIError(
-                        "cannot tell the format of standard input from its first line: "
-                        "pass --format csv (a header naming the columns "
-                        f"{', '.join(_CSV_REQUIRED)}, ...) or --format jsonl"
-                    )
-                fmt = sniffed or fmt
-        self.format: Format = fmt
+        self._head = head  # the start of standard input, read to tell its format
 
     @property
     def name(self) -> str:

@@ -17,6 +17,7 @@ from ..config import ClientConfig
 from ..limits import DEFAULT_LIMITS
 from ..models import MAX_BATCH_EVENTS, User
 from ..sandbox import Sandbox
+from ._api_minutes import InApiMinutes
 from ._common import EXIT_FAILED, EXIT_OK, CLIError, add_time_scale_argument
 from ._output import Progress, bar, fmt_duration
 
@@ -98,45 +99,6 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
-
-
-class _DemoMinutes(logging.Filter):
-    """Restates the client's overload warning in the demo's time scale.
-
-    The client counts per real minute; with limits compressed 40 times, its "44000/min
-    against a ceiling of 44000/min" would contradict the demo's own "1,100
-    events/min". Other records pass unchanged."""
-
-    _PREFIX = "events arrive faster than the API key can take them"
-
-    def __init__(self, scale: float):
-        super().__init__()
-        self.scale = scale
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if not (isinstance(record.msg, str) and record.msg.startswith(self._PREFIX)):
-            return True
-        if not (isinstance(args, tuple) and len(args) == 6):
-            return True
-        rate, ceiling, backlog, max_queue, until_full, policy = args
-        minute = 60 * self.scale
-        record.msg = (
-            f"{self._PREFIX}: %.0f/min against a ceiling of %.0f/min (API minutes, each "
-            f"{minute:g} s in this demo); %d event(s) wait, and at this rate max_queue (%d) "
-            "is reached in about %.0f s of this demo, after which queue_full=%r applies. "
-            "A real service would track fewer events, ask Fuul for higher limits, or raise "
-            "max_queue to ride out a burst"
-        )
-        record.args = (
-            float(rate) * self.scale,  # type: ignore[arg-type]
-            float(ceiling) * self.scale,  # type: ignore[arg-type]
-            backlog,
-            max_queue,
-            until_full,
-            policy,
-        )
-        return True
 
 
 @dataclass
@@ -232,7 +194,7 @@ class _Demo:
     # -- the run ------------------------------------------------------------------------------
     async def run(self) -> int:
         config = ClientConfig(limits=self.limits, max_queue=max(self.n, 100_000), close_timeout=2)
-        minutes = _DemoMinutes(self.scale)
+        minutes = InApiMinutes(self.scale)
         logging.getLogger("aiofuul").addFilter(minutes)
         try:
             return await self._run(config)

@@ -22,8 +22,9 @@ from ._common import (
     limits_from_args,
     open_client,
 )
+from ._formats import choose_format
 from ._output import Progress, fmt_duration, wrap
-from ._records import CSV_COLUMNS, Format, Input, Scan
+from ._records import CSV_COLUMNS, Input, Scan
 from ._upload import Uploader
 from ._values import ARG_VALUE_RULES, TIMESTAMP_RULES
 
@@ -140,9 +141,8 @@ def run(ns: argparse.Namespace) -> int:
     """
     if ns.concurrency < 1:
         raise CLIError("--concurrency must be at least 1")
-    # Without --format: by the extension, or by its first line for standard input.
-    source = Input(ns.file, ns.format, ns.check_format)
-    fmt: Format = source.format
+    fmt, head = choose_format(ns.file, ns.format)
+    source = Input(ns.file, fmt, ns.check_format, head)
     progress = Progress(ns.quiet)
     checkpoint = Checkpoint.read(ns.checkpoint) if ns.checkpoint is not None else None
     try:
