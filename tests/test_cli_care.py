@@ -269,3 +269,52 @@ def test_demo_quick_compresses_time_and_events_unless_given() -> None:
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "aiofuul demo: 200 events" in demo.stdout
     assert "1 min = 1.2 s" in demo.stdout
+
+
+class _Gate:
+    """A transport whose requests wait until the test answers them (or never)."""
+
+    def __init__(self) -> None:
+        self.waiting: list[asyncio.Future[Response]] = []
+
+    async def request(self, method: str, path: str, **_: object) -> Response:
+        answer: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.waiting.append(answer)
+        return await answer
+
+    async def close(self) -> None:
+        pass
+
+
+def test_silence_counts_from_the_last_answer_while_others_wait() -> None:
+    """One request answered, another left hanging: the give-up still comes, counted
+    from the answer (the server was there then), and cancels the command's task."""
+
+    async def scenario() -> tuple[bool, bool]:
+        gate = _Gate()
+        watch = WatchedTransport(
+            gate, "http://x/", max_attempts=8, give_up=0.2, say=lambda _: None, first_notice=60
+        )
+        command = asyncio.current_task()
+        assert command is not None
+        watch.task = command
+        answered = asyncio.ensure_future(watch.request("POST", "events", body=b"1"))
+        hanging = asyncio.ensure_future(watch.request("POST", "events", body=b"2"))
+        while len(gate.waiting) < 2:
+            await asyncio.sleep(0)
+        gate.waiting[0].set_result(respond(201))
+        assert (await answered).status == 201
+        cancelled = False
+        try:
+            await asyncio.wait_for(asyncio.shield(hanging), 30)  # a real hang fails here
+        except asyncio.CancelledError:
+            cancelled = True
+            uncancel = getattr(command, "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+        hanging.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hanging
+        return cancelled, watch.gave_up
+
+    assert asyncio.run(scenario()) == (True, True)

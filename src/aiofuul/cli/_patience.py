@@ -94,7 +94,7 @@ class WatchedTransport:
         if self._give_up_timer is not None:
             self._give_up_timer.cancel()
             self._give_up_timer = None
-        if self._pending > 1:  # others still wait: their silence starts now
+        if self._pending:  # others still wait: their silence starts now
             self._silence_starts(loop)
 
     def _give_up(self) -> None:
