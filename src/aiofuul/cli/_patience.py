@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 
@@ -63,7 +62,6 @@ class WatchedTransport:
         give_up: float = DEFAULT_GIVE_UP,
         say: Callable[[str], None] = _to_stderr,
         first_notice: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ):
         self.inner = inner
         self.url = url
@@ -72,25 +70,22 @@ class WatchedTransport:
         #: Read at construction, so that tests may shorten the module's constant.
         self.first_notice = FIRST_NOTICE if first_notice is None else first_notice
         self.say = say
-        self.clock = clock
         #: The task a give-up cancels (set by :class:`Watched`).
         self.task: asyncio.Task[object] | None = None
         self.gave_up = False
         self.last_failure = ""
         self._attempts: dict[_Key, int] = {}
-        self._retried_after: dict[_Key, str] = {}
+        self._last_outcome: dict[_Key, str] = {}  # what the last attempt got, said on retry
         self._pending = 0
-        self._silent_since: float | None = None
+        # Armed while the server is silent: from the first request after an answer.
         self._give_up_timer: asyncio.TimerHandle | None = None
 
     # -- the clock of silence ------------------------------------------------------------
     def _silence_starts(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._silent_since is None:
-            self._silent_since = self.clock()
+        if self._give_up_timer is None:
             self._give_up_timer = loop.call_later(self.give_up, self._give_up)
 
     def _answered(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._silent_since = None
         if self._give_up_timer is not None:
             self._give_up_timer.cancel()
             self._give_up_timer = None
@@ -103,11 +98,16 @@ class WatchedTransport:
         if self.task is not None:
             self.task.cancel()
 
+    def _attempt(self, attempt: int) -> str:
+        # 429s do not use up a tracked event's attempts: it may go past the maximum.
+        most = f" of {self.max_attempts}" if attempt <= self.max_attempts else ""
+        return f"attempt {attempt}{most}"
+
     def _still_waiting(self, attempt: int) -> None:
         self.say(
-            f"aiofuul: no answer from {self.url} yet, still waiting "
-            f"(attempt {attempt} of {self.max_attempts}; gives up after {self.give_up:g} s "
-            "without an answer, --give-up-after SECONDS to wait longer)"
+            f"aiofuul: no answer from {self.url} yet, still waiting ({self._attempt(attempt)}; "
+            f"gives up after {self.give_up:g} s without an answer, --give-up-after SECONDS "
+            "to wait longer)"
         )
 
     # -- the transport -------------------------------------------------------------------
@@ -125,8 +125,8 @@ class WatchedTransport:
         attempt = self._attempts.get(key, 0) + 1
         self._attempts[key] = attempt
         if attempt > 1:
-            said = self._retried_after.get(key, f"no answer from {self.url} yet")
-            self.say(f"aiofuul: {said}, retrying (attempt {attempt} of {self.max_attempts})")
+            said = self._last_outcome.get(key, f"no answer from {self.url} yet")
+            self.say(f"aiofuul: {said}, retrying ({self._attempt(attempt)})")
         self._pending += 1
         self._silence_starts(loop)
         notice = loop.call_later(self.first_notice, self._still_waiting, attempt)
@@ -134,17 +134,19 @@ class WatchedTransport:
             response = await self.inner.request(method, path, body=body, params=params)
         except TransportError as exc:
             self.last_failure = str(exc)
-            self._retried_after[key] = f"no answer from {self.url} yet"
+            self._last_outcome[key] = f"no answer from {self.url} yet"
             raise
         finally:
             notice.cancel()
             self._pending -= 1
         self._answered(loop)
-        if response.status >= 500 or response.status == 429:
-            self._retried_after[key] = f"{self.url} answered {response.status}"
-        else:
+        if response.status == 429:
+            self._last_outcome[key] = f"{self.url} answered 429 (rate limited)"
+        elif response.status >= 500:
+            self._last_outcome[key] = f"{self.url} answered {response.status}"
+        else:  # a final answer: this request is done
             self._attempts.pop(key, None)
-            self._retried_after.pop(key, None)
+            self._last_outcome.pop(key, None)
         return response
 
     async def close(self) -> None:
