@@ -89,6 +89,17 @@ class Backlog:
         """Put events back at the front, in their order: they go before newer ones."""
         self.queue.extendleft(reversed(list(items)))
 
+    def retry_now(self, items: Iterable[Pending]) -> None:
+        """A request was answered 429 or refused (401/403/404): its events go back to
+        the front, charged no attempt (the lane's pause is the wait)."""
+        self.retries += 1
+        self.requeue(items)
+
+    @property
+    def max_elapsed(self) -> float:
+        """Seconds an event may wait for delivery before it is reported (the policy's)."""
+        return self._retry.max_elapsed
+
     def retry_later(
         self,
         items: list[Pending],

@@ -340,7 +340,10 @@ class FuulClient(DirectSends, ReadEndpoints):
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event tracked before this call is delivered or reported.
         Sends partial batches at once instead of lingering. Returns False if
-        ``timeout`` seconds passed first."""
+        ``timeout`` seconds passed first. Without a timeout it is bounded by the retry
+        policy: once the key has been refused (401/403/404) ``max_attempts`` times in a
+        row, it returns False and the events stay queued (delivered if the key is
+        accepted again, else reported ``stopped`` after ``max_elapsed``)."""
         if self._loop is None:
             return True
         self._bind()

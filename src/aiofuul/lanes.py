@@ -108,7 +108,11 @@ class Lane:
         self.requests = 0
         self.rate_limited = 0
         self.failures_in_a_row = 0
+        #: The refusal (401/403/404) the lane is paused by, or None.
         self.stopped: APIError | None = None
+        # When a refused lane's background sender may probe again. Not a pause of the
+        # limiter: a direct call on a refused lane is sent at once, and raises at once.
+        self._probe_at = 0.0
 
     # -- slots over every limiter the lane counts against -------------------------
     def slot(
@@ -229,15 +233,21 @@ class Lane:
 
     def on_stop(self, cause: APIError) -> None:
         """A 401, 403 or 404: perhaps for good (a wrong key), perhaps for a moment (a
-        gateway during a deploy). The lane pauses and then probes with one request,
-        backing off."""
+        gateway during a deploy). The background sender probes with one request at a
+        time, backing off; direct calls are not held back (they raise at once)."""
         self.stopped = cause
-        self.on_failure()
+        self._probe_at = self.clock() + self.retry.backoff(self.failures_in_a_row)
+        self.failures_in_a_row += 1
 
-    @property
-    def may_probe(self) -> bool:
-        """A stopped lane may send one request once its pause is over."""
-        return self.limiter.in_flight == 0
+    def launchable(self, now: float) -> tuple[bool, int, float]:
+        """``(usable, free, next_free)`` for the background sender at ``now``: a lane
+        refused by a 401/403/404 sends one probe at a time once its backoff is over."""
+        free, next_free = self.availability(now)
+        if self.stopped is None:
+            return True, free, next_free
+        if now < self._probe_at:
+            return self.limiter.in_flight == 0, 0, max(next_free, self._probe_at)
+        return self.limiter.in_flight == 0, min(free, 1), next_free
 
     def on_answer(self, delivered: bool) -> None:
         """A final answer (delivered, duplicate, rejected): the lane is healthy."""

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
+from typing import Any
 
 from .backlog import NEVER, Backlog
 from .config import ClientConfig
@@ -67,7 +68,9 @@ class Sender:
         self._transport = transport
         self._single = single
         self._batch = batch
-        self._outcomes = Outcomes(self._backlog, self.ledger, batch, self._clock)
+        self._outcomes = Outcomes(
+            self._backlog, self.ledger, batch, self._clock, config.retry.max_attempts
+        )
         self._flights = Flights(
             (single, batch),
             transport,
@@ -226,14 +229,8 @@ class Sender:
         )  # fmt: skip
 
     def _state(self, lane: Lane, now: float) -> LaneState:
-        free, next_free = lane.availability(now)
-        return LaneState(
-            # A refused lane sends one probe at a time, after its backoff pause.
-            lane.stopped is None or lane.may_probe,
-            free,
-            next_free,
-            self._flights.promises.room(lane),
-        )
+        usable, free, next_free = lane.launchable(now)
+        return LaneState(usable, free, next_free, self._flights.promises.room(lane))
 
     # -- flush and close ---------------------------------------------------------------
     async def flush(self, timeout: float | None) -> bool:
@@ -250,13 +247,20 @@ class Sender:
             return True
         self._hurry += 1
         self._wake.set()
+        # Without a timeout, bounded by the retry policy: once the key has been refused
+        # (401/403/404) max_attempts times in a row, stop waiting. The events stay
+        # queued: delivered if the key is accepted again, else reported after max_elapsed.
+        refused = (
+            None if timeout is not None else asyncio.ensure_future(self._outcomes.refused.wait())
+        )
         try:
-            await asyncio.wait_for(asyncio.shield(done), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+            waits: set[asyncio.Future[Any]] = {done} if refused is None else {done, refused}
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            return done.done()
         finally:
             self._hurry -= 1
+            if refused is not None:
+                refused.cancel()
 
     async def close(self, timeout: float) -> None:
         """Deliver what is queued within ``timeout``, report the rest; then let on_error run."""
