@@ -89,6 +89,14 @@ class Backlog:
         """Put events back at the front, in their order: they go before newer ones."""
         self.queue.extendleft(reversed(list(items)))
 
+    def put_back(self, items: list[Pending], solo: bool = False) -> None:
+        """Events taken for a request that was never sent: back to the front of the
+        queue they came from, as if never taken (no attempt, no retry counted)."""
+        if solo:
+            self.solo.extendleft(reversed(items))
+        else:
+            self.requeue(items)
+
     def retry_now(self, items: Iterable[Pending]) -> None:
         """A request was answered 429 or refused (401/403/404): its events go back to
         the front, charged no attempt (the lane's pause is the wait)."""

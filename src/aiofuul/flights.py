@@ -34,12 +34,15 @@ class Flight:
     """One request under way: its lane, its events (or, waiting for a shared slot, how
     many it was promised), and whether its events still count in flight."""
 
-    __slots__ = ("counted", "items", "lane", "promised", "running")
+    __slots__ = ("counted", "items", "lane", "promised", "running", "solo")
 
-    def __init__(self, lane: Lane, items: list[Pending], promised: int = 0):
+    def __init__(
+        self, lane: Lane, items: list[Pending], promised: int = 0, solo: bool = False
+    ) -> None:
         self.lane = lane
         self.items = items
         self.promised = promised
+        self.solo = solo  # its event came from the solo queue
         self.counted = False
         self.running = False  # its coroutine started, so its slot will be given back
 
@@ -109,7 +112,7 @@ class Flights:
         lane = self._lanes[0] if step.lane == "single" else self._lanes[1]
         lane.try_acquire(now)
         if step.solo:
-            self._start(Flight(lane, [self._backlog.solo.popleft()]))
+            self._start(Flight(lane, [self._backlog.solo.popleft()], solo=True))
         elif lane.remote is None:
             self._start(Flight(lane, self._backlog.take(step.count)))
         else:
@@ -151,6 +154,7 @@ class Flights:
             )
         elif task.exception() is not None:  # a bug (a shared limiter's, say): retry later
             log.error("request failed unexpectedly; will retry", exc_info=task.exception())
+            flight.lane.on_failure()  # never retried without backing off
             self.count_out(flight)
             error = FuulError(f"unexpected error: {task.exception()!r}")
             self._backlog.retry_later(flight.items, error, self._clock())
@@ -159,21 +163,31 @@ class Flights:
     async def _fly(self, flight: Flight) -> None:
         lane = flight.lane
         flight.running = True
-        async with lane.slot(taken=True):
-            if flight.promised:
-                self._claim(flight)
-                if not flight.items:  # the single lane, or a shutdown, took them meanwhile
-                    return
-            started = self._clock()
-            try:
-                outcome = await self._send(flight)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception(
-                    "unexpected error delivering %d event(s); will retry", len(flight.items)
-                )
-                outcome = Retry(FuulError(f"unexpected error: {exc!r}"))
+        try:
+            async with lane.slot(taken=True):
+                if flight.promised:
+                    self._claim(flight)
+                    if not flight.items:  # the single lane, or a shutdown, took them
+                        return
+                started = self._clock()
+                try:
+                    outcome = await self._send(flight)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.exception(
+                        "unexpected error delivering %d event(s); will retry", len(flight.items)
+                    )
+                    outcome = Retry(FuulError(f"unexpected error: {exc!r}"))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # No slot: the shared limiter raised. The lane backed off and said so (see
+            # Lane.remote_acquire); the flight's events, if it took any, wait for the next.
+            self.count_out(flight)
+            self._backlog.put_back(flight.items, solo=flight.solo)
+            flight.items = []
+            return
         self.count_out(flight)
         self._apply(flight, outcome, started)
 

@@ -28,6 +28,10 @@ __all__ = ["Lane", "Slot", "make_lanes"]
 
 log = logging.getLogger("aiofuul")
 
+# The shortest pause after the shared limiter raised, whatever the retry policy says (a
+# policy without backoff must not turn a broken limiter into a hot loop).
+_LIMITER_MIN_BACKOFF = 0.1
+
 
 class Slot:
     """One request's place on a lane (see the module docstring)."""
@@ -105,6 +109,7 @@ class Lane:
             for limiter in self._limiters:
                 remote.watch(limiter)
         self._background: set[asyncio.Task[None]] = set()
+        self._limiter_errors = 0  # the shared limiter's failures in a row
         self.requests = 0
         self.rate_limited = 0
         self.failures_in_a_row = 0
@@ -200,8 +205,40 @@ class Lane:
         self.limiter.pause(seconds)
 
     async def remote_acquire(self) -> str | None:
-        """With a shared limiter, wait for this request's slot in it (a token), else None."""
-        return None if self.remote is None else await self.remote.acquire(self._windows)
+        """With a shared limiter, wait for this request's slot in it (a token), else None.
+        When the limiter raises (whatever it raises), the lane backs off before the next
+        try (:meth:`_on_limiter_error`) and the error goes on to the caller."""
+        if self.remote is None:
+            return None
+        try:
+            token = await self.remote.acquire(self._windows)
+        except Exception as exc:
+            self._on_limiter_error(exc)
+            raise
+        if self._limiter_errors:
+            log.warning(
+                "%s %s: the shared limiter gives slots again (after %d failed tries)",
+                self.method, self.path, self._limiter_errors,
+            )  # fmt: skip
+            self._limiter_errors = 0
+        return token
+
+    def _on_limiter_error(self, exc: Exception) -> None:
+        """The shared limiter raised instead of giving a slot: pause the lane, longer
+        each time in a row (bounded by ``max_backoff``, and never less than half of each
+        step nor than ``_LIMITER_MIN_BACKOFF``, so that nothing spins whatever it
+        raises), and say so once per failing spell, not per try."""
+        retry, n = self.retry, self._limiter_errors
+        step = min(retry.max_backoff, retry.initial_backoff * retry.multiplier ** min(n, 64))
+        step = max(step, _LIMITER_MIN_BACKOFF)
+        self.pause(random.uniform(step / 2, step))
+        if n == 0:
+            log.error(
+                "%s %s: the shared limiter failed (%s); no request leaves this lane "
+                "until it gives a slot again, tried again with growing pauses",
+                self.method, self.path, exc or type(exc).__name__, exc_info=exc,
+            )  # fmt: skip
+        self._limiter_errors += 1
 
     async def remote_release(self, token: str | None) -> None:
         """Give the shared slot back (it counts from now)."""
