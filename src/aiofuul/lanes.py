@@ -90,6 +90,7 @@ class Lane:
         shared: SlidingWindowLimiter | None = None,
         remote: RedisLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
+        slow_start: bool = True,
     ):
         self.name = name
         self.method = method
@@ -110,6 +111,11 @@ class Lane:
                 remote.watch(limiter)
         self._background: set[asyncio.Task[None]] = set()
         self._limiter_errors = 0  # the shared limiter's failures in a row
+        # Slow start: the background sender keeps at most this many requests in flight
+        # on the lane. 1 on first contact and after a 429, +1 per final answer (so 1, 2,
+        # 4, 8... per round trip): a key spent elsewhere costs a request, not a burst.
+        self._window = 1 if slow_start else limit.requests
+        self._slow_start = slow_start
         self.requests = 0
         self.rate_limited = 0
         self.failures_in_a_row = 0
@@ -249,6 +255,8 @@ class Lane:
     def on_rate_limited(self, after: float | None) -> None:
         """A 429: stop launching at once, and re-learn the capacity from the answer."""
         self.rate_limited += 1
+        if self._slow_start:
+            self._window = 1
         for limiter in self._limiters:
             limiter.on_rate_limited()
         if after is not None:
@@ -280,6 +288,8 @@ class Lane:
         """``(usable, free, next_free)`` for the background sender at ``now``: a lane
         refused by a 401/403/404 sends one probe at a time once its backoff is over."""
         free, next_free = self.availability(now)
+        if self.limiter.in_flight >= self._window:  # slow start: wait for an answer
+            free, next_free = 0, math.inf
         if self.stopped is None:
             return True, free, next_free
         if now < self._probe_at:
@@ -289,6 +299,8 @@ class Lane:
     def on_answer(self, delivered: bool) -> None:
         """A final answer (delivered, duplicate, rejected): the lane is healthy."""
         self.failures_in_a_row = 0
+        if self._window < self.limiter.limit.requests:
+            self._window += 1
         if delivered:
             self.stopped = None
 
@@ -309,11 +321,15 @@ def make_lanes(
     params: Mapping[str, str] | None,
     remote: RedisLimiter | None,
     clock: Callable[[], float],
+    slow_start: bool = True,
 ) -> dict[str, Lane]:
-    """A client's lanes, by name, all counting against ``limits.shared`` if it is set."""
+    """A client's lanes, by name, all counting against ``limits.shared`` if it is set.
+    ``slow_start=False``: the sender may fill its in-flight budget at once (unit tests
+    of the scheduling)."""
     shared = SlidingWindowLimiter(limits.shared, clock) if limits.shared else None
     return {
         name: Lane(name, method, path, getattr(limits, name), retry,
-                   params=params, shared=shared, remote=remote, clock=clock)
+                   params=params, shared=shared, remote=remote, clock=clock,
+                   slow_start=slow_start)
         for name, method, path in _LANES
     }  # fmt: skip
