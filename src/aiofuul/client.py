@@ -39,7 +39,7 @@ from .errors import ClientStateError
 from .events import EventFactory, EventFields
 from .handoff import Handoff
 from .lanes import make_lanes
-from .ledger import Journal, OnError, Stats
+from .ledger import Journal, Observer, OnError, Stats
 from .models import User
 from .outbox import Outbox
 from .reads import ReadEndpoints
@@ -154,9 +154,7 @@ class FuulClient(DirectSends, ReadEndpoints):
             config, self._transport, lanes["single"], lanes["batch"], on_error, self._outbox
         )
         self._events = EventFactory(config.check_identifier_format, config.strict)
-        # track()'s two steps, bound once: it runs per event.
-        self._make = self._events.make
-        self._enqueue = self._sender.enqueue
+        self._queue = self._sender.queue  # track() adds to it directly: its hot path
         self._names_loaded: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handoff: Handoff | None = None  # track_threadsafe()'s way in
@@ -278,8 +276,8 @@ class FuulClient(DirectSends, ReadEndpoints):
         """
         if self._inactive or threading.get_ident() != self._thread_id:
             self._check_usable()
-        event = self._make(name, user, dedup_id, args, timestamp, fields)
-        self._enqueue(event)
+        event = self._events.make(name, user, dedup_id, args, timestamp, fields)
+        self._queue.add(event)
         return event.dedup_id
 
     def _check_usable(self) -> None:
@@ -300,11 +298,11 @@ class FuulClient(DirectSends, ReadEndpoints):
         """Like :meth:`track`, but when the queue is full wait for room instead of
         applying the ``queue_full`` policy."""
         self._check_usable()
-        event = self._make(name, user, dedup_id, args, timestamp, fields)
+        event = self._events.make(name, user, dedup_id, args, timestamp, fields)
         await self._sender.wait_for_room()
         if self._closed:
             raise ClientStateError("this FuulClient is closed")
-        self._enqueue(event)
+        self._queue.add(event)
         return event.dedup_id
 
     def track_threadsafe(
@@ -326,9 +324,9 @@ class FuulClient(DirectSends, ReadEndpoints):
             raise ClientStateError("the client is not running: start it on its event loop first")
         if self._forked:
             raise ClientStateError("this FuulClient was created before os.fork()")
-        event = self._make(name, user, dedup_id, args, timestamp, fields)
+        event = self._events.make(name, user, dedup_id, args, timestamp, fields)
         if threading.get_ident() == self._thread_id:
-            self._enqueue(event)
+            self._queue.add(event)
             return event.dedup_id
         assert self._handoff is not None  # made with self._loop
         try:
@@ -353,6 +351,19 @@ class FuulClient(DirectSends, ReadEndpoints):
         if self._outbox is not None:
             await self._outbox.commit()
         return done
+
+    def add_observer(self, observer: Observer) -> Callable[[], None]:
+        """Tell ``observer(outcome, waited)`` of every settlement of a tracked event from
+        now on (see :class:`~aiofuul.ledger.Observer`), on the client's loop; returns a
+        function that removes it. This is how :mod:`aiofuul.metrics` times deliveries.
+
+        Example::
+
+            remove = fuul.add_observer(lambda outcome, waited: print(outcome, len(waited)))
+            ...
+            remove()
+        """
+        return self._sender.ledger.add_observer(observer)
 
     def stats(self) -> Stats:
         """A snapshot of the counters (see :class:`~aiofuul.Stats`)."""

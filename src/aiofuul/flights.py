@@ -17,7 +17,7 @@ from .backlog import Backlog
 from .delivery import Outcome, Rejected, Retry, accept_batch, accept_event, deliver
 from .errors import BadRequestError, FuulError, UndeliveredError
 from .lanes import Lane
-from .ledger import Ledger, Pending
+from .ledger import Pending
 from .models import encode_batch_in_steps, encode_event
 from .scheduler import Launch
 from .transport import Transport
@@ -51,24 +51,28 @@ class Promises:
     """Events promised to requests that wait for their shared slot (see
     :mod:`aiofuul.scheduler`): per lane, how many events and how many requests."""
 
-    def __init__(self, max_waiting: int):
-        self.events = {"single": 0, "batch": 0}
-        self.waiting = {"single": 0, "batch": 0}
+    def __init__(self, lanes: tuple[Lane, Lane], max_waiting: int):
+        self._events = dict.fromkeys(lanes, 0)
+        self._waiting = dict.fromkeys(lanes, 0)
         self._max_waiting = max_waiting
 
-    def make(self, lane: str, count: int) -> None:
-        self.events[lane] += count
-        self.waiting[lane] += 1
+    def events(self, lane: Lane) -> int:
+        """Events promised to the requests of ``lane`` waiting for their slot."""
+        return self._events[lane]
 
-    def withdraw(self, lane: str, count: int) -> None:
+    def make(self, lane: Lane, count: int) -> None:
+        self._events[lane] += count
+        self._waiting[lane] += 1
+
+    def withdraw(self, lane: Lane, count: int) -> None:
         """The request got its slot (or was cancelled): it no longer waits."""
-        self.events[lane] -= count
-        self.waiting[lane] -= 1
+        self._events[lane] -= count
+        self._waiting[lane] -= 1
 
     def room(self, lane: Lane) -> bool:
         # Waiting requests may fill half the in-flight budget per lane, so that each
         # lane always has room to send.
-        return lane.remote is None or self.waiting[lane.name] < self._max_waiting
+        return lane.remote is None or self._waiting[lane] < self._max_waiting
 
 
 class Flights:
@@ -80,7 +84,6 @@ class Flights:
         lanes: tuple[Lane, Lane],
         transport: Transport,
         backlog: Backlog,
-        ledger: Ledger,
         *,
         max_batch: int,
         max_waiting: int,
@@ -91,12 +94,11 @@ class Flights:
         self._lanes = lanes  # (single, batch)
         self._transport = transport
         self._backlog = backlog
-        self.ledger = ledger
         self._max_batch = max_batch
         self._clock = clock
         self._wake = wake
         self._apply = apply
-        self.promises = Promises(max_waiting)
+        self.promises = Promises(lanes, max_waiting)
         self.tasks: dict[asyncio.Task[None], Flight] = {}
         self.in_flight = 0
 
@@ -112,12 +114,12 @@ class Flights:
         lane = self._lanes[0] if step.lane == "single" else self._lanes[1]
         lane.try_acquire(now)
         if step.solo:
-            self._start(Flight(lane, [self._backlog.solo.popleft()], solo=True))
+            self._start(Flight(lane, [self._backlog.take_solo()], solo=True))
         elif lane.remote is None:
             self._start(Flight(lane, self._backlog.take(step.count)))
         else:
             count = self._max_batch if lane is self._lanes[1] else step.count
-            self.promises.make(lane.name, count)
+            self.promises.make(lane, count)
             self._start(Flight(lane, [], promised=count))
 
     def _start(self, flight: Flight) -> None:
@@ -143,13 +145,13 @@ class Flights:
         # taken when it was launched.
         flight = self.tasks.pop(task)
         if flight.promised:  # cancelled while waiting for its shared slot
-            self.promises.withdraw(flight.lane.name, flight.promised)
+            self.promises.withdraw(flight.lane, flight.promised)
             flight.promised = 0
         if not flight.running:  # never sent: its slot goes back without counting
             flight.lane.cancel()
         if task.cancelled():
             self.count_out(flight)
-            self.ledger.settle(
+            self._backlog.settle(
                 flight.items, "failed", UndeliveredError("shutdown", len(flight.items))
             )
         elif task.exception() is not None:  # a bug (a shared limiter's, say): retry later
@@ -194,9 +196,9 @@ class Flights:
     def _claim(self, flight: Flight) -> None:
         """The shared slot is ours: take the events promised (what is left of them)."""
         lane, promises = flight.lane, self.promises
-        promises.withdraw(lane.name, flight.promised)
-        others = 0 if lane is self._lanes[0] else promises.events["single"]
-        take = max(0, min(flight.promised, len(self._backlog.queue) - others))
+        promises.withdraw(lane, flight.promised)
+        others = 0 if lane is self._lanes[0] else promises.events(self._lanes[0])
+        take = max(0, min(flight.promised, self._backlog.queued - others))
         flight.promised = 0
         flight.items = self._backlog.take(take)
         self._count_in(flight)
@@ -228,4 +230,4 @@ class Flights:
             task.cancel()
             self.count_out(flight)
             items, flight.items = flight.items, []
-            self.ledger.settle(items, "failed", UndeliveredError("shutdown", len(items)))
+            self._backlog.settle(items, "failed", UndeliveredError("shutdown", len(items)))

@@ -112,8 +112,9 @@ class Lane:
         self._background: set[asyncio.Task[None]] = set()
         self._limiter_errors = 0  # the shared limiter's failures in a row
         # Slow start: the background sender keeps at most this many requests in flight
-        # on the lane. 1 on first contact and after a 429, +1 per final answer (so 1, 2,
-        # 4, 8... per round trip): a key spent elsewhere costs a request, not a burst.
+        # on the lane. 1 on first contact and after a 429, +1 per answer other than a 429
+        # (so 1, 2, 4, 8... per round trip): a key spent elsewhere costs a request, not
+        # a burst.
         self._window = 1 if slow_start else limit.requests
         self._slow_start = slow_start
         self.requests = 0
@@ -275,6 +276,9 @@ class Lane:
             wait = max(wait, min(after, self.retry.max_retry_after))
         self.pause(wait)
         self.failures_in_a_row += 1
+        # An answer all the same: the slow start guards against a key spent elsewhere
+        # (429s); a failing server is the backoff's business.
+        self._grow_window()
 
     def on_stop(self, cause: APIError) -> None:
         """A 401, 403 or 404: perhaps for good (a wrong key), perhaps for a moment (a
@@ -296,11 +300,14 @@ class Lane:
             return self.limiter.in_flight == 0, 0, max(next_free, self._probe_at)
         return self.limiter.in_flight == 0, min(free, 1), next_free
 
+    def _grow_window(self) -> None:
+        if self._window < self.limiter.limit.requests:
+            self._window += 1
+
     def on_answer(self, delivered: bool) -> None:
         """A final answer (delivered, duplicate, rejected): the lane is healthy."""
         self.failures_in_a_row = 0
-        if self._window < self.limiter.limit.requests:
-            self._window += 1
+        self._grow_window()
         if delivered:
             self.stopped = None
 
@@ -322,7 +329,7 @@ def make_lanes(
     remote: RedisLimiter | None,
     clock: Callable[[], float],
     slow_start: bool = True,
-) -> dict[str, Lane]:
+) -> dict[LaneName, Lane]:
     """A client's lanes, by name, all counting against ``limits.shared`` if it is set.
     ``slow_start=False``: the sender may fill its in-flight budget at once (unit tests
     of the scheduling)."""

@@ -25,7 +25,7 @@ from .errors import (
 )
 from .flights import Flight
 from .lanes import Lane
-from .ledger import Ledger, Pending
+from .ledger import Pending
 from .models import required_scope
 
 __all__ = ["Outcomes"]
@@ -40,13 +40,11 @@ class Outcomes:
     def __init__(
         self,
         backlog: Backlog,
-        ledger: Ledger,
         batch: Lane,
         clock: Callable[[], float],
         max_refusals: int,
     ):
         self._backlog = backlog
-        self._ledger = ledger
         self._batch = batch
         self._clock = clock
         self._paused: set[Lane] = set()  # lanes refused since their last delivery
@@ -75,10 +73,10 @@ class Outcomes:
                 self.batches += 1
                 self.batched_events += len(items)
             # The server does not say which were known already; the counts are exact.
-            self._ledger.settle(items[: outcome.ingested], "delivered")
-            self._ledger.settle(items[outcome.ingested :], "duplicates")
+            self._backlog.settle(items[: outcome.ingested], "delivered")
+            self._backlog.settle(items[outcome.ingested :], "duplicates")
         elif isinstance(outcome, Duplicate):
-            self._ledger.settle(items, "duplicates")
+            self._backlog.settle(items, "duplicates")
         elif isinstance(outcome, RateLimited):
             self._backlog.retry_now(items)
         elif isinstance(outcome, Retry):
@@ -98,15 +96,15 @@ class Outcomes:
         """A refused request. For an atomic batch: report the events the server named,
         send the rest again; if it named none, send each alone to find the bad ones."""
         if len(items) == 1:
-            self._ledger.settle(items, "rejected", UndeliveredError("rejected", 1, outcome.cause))
+            self._backlog.settle(items, "rejected", UndeliveredError("rejected", 1, outcome.cause))
             return
         if outcome.by_index is None:
-            self._backlog.solo.extend(items)
+            self._backlog.to_solo(items)
             return
         status = outcome.cause.status
         for index, messages in outcome.by_index.items():
             cause = BadRequestError(status, messages)
-            self._ledger.settle([items[index]], "rejected", UndeliveredError("rejected", 1, cause))
+            self._backlog.settle([items[index]], "rejected", UndeliveredError("rejected", 1, cause))
         self._backlog.requeue(p for i, p in enumerate(items) if i not in outcome.by_index)
 
     def _stopped(self, lane: Lane, items: list[Pending], outcome: Stopped) -> None:
