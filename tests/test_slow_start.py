@@ -55,7 +55,7 @@ async def test_the_window_doubles_per_round_trip_and_restarts_after_a_429() -> N
     def round_trip() -> int:
         """Launch what the lane allows now, then answer them all; how many left."""
         n = 0
-        while lane.launchable(now)[1] > 0:
+        while lane.launchable(now, n)[1] > 0:
             assert lane.try_acquire(now)
             n += 1
         for _ in range(n):

@@ -99,6 +99,7 @@ class Flights:
         self._wake = wake
         self._apply = apply
         self.promises = Promises(lanes, max_waiting)
+        self._flying = dict.fromkeys(lanes, 0)  # requests under way, per lane
         self.tasks: dict[asyncio.Task[None], Flight] = {}
         self.in_flight = 0
 
@@ -122,7 +123,12 @@ class Flights:
             self.promises.make(lane, count)
             self._start(Flight(lane, [], promised=count))
 
+    def flying(self, lane: Lane) -> int:
+        """Requests of this sender under way on ``lane`` (waiting for a slot included)."""
+        return self._flying[lane]
+
     def _start(self, flight: Flight) -> None:
+        self._flying[flight.lane] += 1
         self._count_in(flight)
         task = asyncio.get_running_loop().create_task(self._fly(flight))
         self.tasks[task] = flight
@@ -144,6 +150,7 @@ class Flights:
         # (the loop shutting down) never runs a line of its coroutine, and its slot was
         # taken when it was launched.
         flight = self.tasks.pop(task)
+        self._flying[flight.lane] -= 1
         if flight.promised:  # cancelled while waiting for its shared slot
             self.promises.withdraw(flight.lane, flight.promised)
             flight.promised = 0

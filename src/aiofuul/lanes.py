@@ -288,11 +288,13 @@ class Lane:
         self._probe_at = self.clock() + self.retry.backoff(self.failures_in_a_row)
         self.failures_in_a_row += 1
 
-    def launchable(self, now: float) -> tuple[bool, int, float]:
-        """``(usable, free, next_free)`` for the background sender at ``now``: a lane
-        refused by a 401/403/404 sends one probe at a time once its backoff is over."""
+    def launchable(self, now: float, flying: int) -> tuple[bool, int, float]:
+        """``(usable, free, next_free)`` for the background sender at ``now``, which has
+        ``flying`` requests in flight on this lane (direct calls apart: their answers do
+        not wake it). A lane refused by a 401/403/404 sends one probe at a time once its
+        backoff is over."""
         free, next_free = self.availability(now)
-        if self.limiter.in_flight >= self._window:  # slow start: wait for an answer
+        if flying >= self._window:  # slow start: wait for one of its answers
             free, next_free = 0, math.inf
         if self.stopped is None:
             return True, free, next_free

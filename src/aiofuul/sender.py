@@ -222,7 +222,7 @@ class Sender:
         )  # fmt: skip
 
     def _state(self, lane: Lane, now: float) -> LaneState:
-        usable, free, next_free = lane.launchable(now)
+        usable, free, next_free = lane.launchable(now, self._flights.flying(lane))
         return LaneState(usable, free, next_free, self._flights.promises.room(lane))
 
     # -- flush and close ---------------------------------------------------------------
