@@ -299,8 +299,8 @@ class Lane:
         if self.stopped is None:
             return True, free, next_free
         if now < self._probe_at:
-            return self.limiter.in_flight == 0, 0, max(next_free, self._probe_at)
-        return self.limiter.in_flight == 0, min(free, 1), next_free
+            return flying == 0, 0, max(next_free, self._probe_at)
+        return flying == 0, min(free, 1), next_free
 
     def _grow_window(self) -> None:
         if self._window < self.limiter.limit.requests:
