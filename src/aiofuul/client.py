@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import msgspec
 
+from . import lifecycle
 from .config import ClientConfig
 from .endpoints import project_query
 from .errors import ClientStateError
@@ -40,6 +41,7 @@ from .events import EventFactory, EventFields
 from .handoff import Handoff
 from .lanes import make_lanes
 from .ledger import Journal, OnError, Stats
+from .lifecycle import creation_site
 from .models import User
 from .outbox import Outbox
 from .reads import ReadEndpoints
@@ -80,14 +82,20 @@ def _mark_inactive(ref: weakref.ref[FuulClient]) -> Callable[[], None]:
     return ended
 
 
-def _report_unclosed(sender: Sender) -> None:
-    """A client garbage-collected without ``aclose()``: say what it loses."""
+def _report_unclosed(sender: Sender, site: str) -> None:
+    """A client collected without ``aclose()`` after its loop ended (so it could not
+    close itself, see :mod:`~aiofuul.lifecycle`): report what it loses."""
     lost = sender.ledger.tracked - sender.ledger.settled()
+    sender.abandon()  # each queued event to the log and on_error, with its dedup id
     if lost:
-        log.error("FuulClient garbage-collected without aclose(): %d event(s) lost", lost)
+        fix = "use 'async with FuulClient() as fuul:' or 'await fuul.aclose()'"
+        log.error(
+            "FuulClient created at %s was garbage-collected without aclose() after its "
+            "event loop ended: %d event(s) not delivered; %s",
+            site, lost, fix,
+        )  # fmt: skip
         warnings.warn(
-            f"FuulClient garbage-collected with {lost} undelivered event(s); "
-            "use 'async with FuulClient()' or 'await fuul.aclose()'",
+            f"FuulClient garbage-collected with undelivered events; {fix}",
             ResourceWarning,
             stacklevel=1,
         )
@@ -165,6 +173,7 @@ class FuulClient(DirectSends, ReadEndpoints):
         # True unless track() may go straight to the queue: not bound yet, closed,
         # forked, or the sender gone with its loop. One flag for the hot path to read.
         self._inactive = True
+        self._site = creation_site()  # for the warning if it is never closed
         _clients.add(self)
 
     def __repr__(self) -> str:
@@ -210,6 +219,7 @@ class FuulClient(DirectSends, ReadEndpoints):
             self._handoff = Handoff(loop, self._sender.enqueue_from_thread)
             self._sender.start(loop, on_end=_mark_inactive(weakref.ref(self)))
             self._inactive = False
+            lifecycle.watch(self, loop, self._site)  # closes it if the loop shuts down first
             if self.config.check_event_names:
                 self._names_loaded = loop.create_task(self._events.load_names(self.conversions))
         return loop
@@ -226,6 +236,7 @@ class FuulClient(DirectSends, ReadEndpoints):
                 "aclose() must be awaited on the event loop this FuulClient belongs to"
             )
         self._closed = self._inactive = True
+        lifecycle.forget(self, self._loop)
         try:
             if self._loop is not None:
                 if self._handoff is not None:
@@ -242,8 +253,10 @@ class FuulClient(DirectSends, ReadEndpoints):
                 await self._transport.close()
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            _report_unclosed(self._sender)
+        if getattr(self, "_closed", True) or self._forked or self._loop is None:
+            return  # closed, the parent's, or never started (nothing queued)
+        if not lifecycle.adopt(self, self._loop, self._site):  # it delivers and closes
+            _report_unclosed(self._sender, self._site)
 
     # -- tracking -------------------------------------------------------------------------
     def track(

@@ -1,0 +1,186 @@
+"""What keeps a ``FuulClient`` that was never closed delivering, and says so.
+
+An accepted event must be delivered or reported even when the user forgot ``aclose()``:
+
+- A client **dropped** while its loop runs (made in a coroutine, used, forgotten) is
+  taken over here from its ``__del__``: it stays alive, delivers what it holds, then
+  closes itself on its loop (:func:`adopt`).
+- When the **loop shuts down** (``asyncio.run()`` ending, uvicorn stopping), every open
+  client on it delivers within ``config.close_timeout`` before the loop closes.
+  ``asyncio.run()`` first cancels every task (the sender keeps its queue when that
+  happens, see :meth:`aiofuul.sender.Sender.close`), then closes the async generators
+  the loop knows (``loop.shutdown_asyncgens()``), then closes the loop. So one
+  suspended async generator per loop, the *keeper*, is started when the first client
+  binds there; its ``finally`` runs on the still-open loop and closes the clients. This
+  is the documented hook every asyncio loop (uvloop included) honours.
+
+Either way the client then says once, at WARNING, that it was never closed, where it was
+created and how to close it; what could not be delivered is reported as always (the log,
+``on_error``, ``stats()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import weakref
+from collections.abc import AsyncGenerator, Awaitable
+from typing import Protocol
+
+from .config import ClientConfig
+from .ledger import Stats
+
+__all__ = ["adopt", "creation_site", "describe_outcome", "forget", "watch", "warn_unclosed"]
+
+log = logging.getLogger("aiofuul")
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: Creation sites already warned about: a client made per request warns once, not per request.
+_warned: set[str] = set()
+
+
+def creation_site() -> str:
+    """``file:line`` of the first caller outside aiofuul: where the user made the client."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return "<unknown>"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def warn_unclosed(kind: str, site: str, what: str, fix: str) -> None:
+    """Say once per creation site that a client of ``kind`` was never closed."""
+    if site in _warned:
+        log.debug("%s created at %s was never closed; %s", kind, site, what)
+        return
+    _warned.add(site)
+    log.warning("%s created at %s was never closed; %s. Close it: %s", kind, site, what, fix)
+
+
+def describe_outcome(before: Stats, after: Stats) -> str:
+    delivered = after.delivered + after.duplicates - before.delivered - before.duplicates
+    text = f"{delivered} event(s) delivered"
+    missed = after.failed + after.dropped + after.rejected + after.handed_off + after.queued
+    missed -= before.failed + before.dropped + before.rejected + before.handed_off
+    return text + (f", {missed} not (reported above)" if missed > 0 else "")
+
+
+class Closable(Protocol):
+    """What this module needs of a client (:class:`~aiofuul.FuulClient` is one)."""
+
+    config: ClientConfig
+
+    def stats(self) -> Stats: ...
+
+    def flush(self, timeout: float | None = None) -> Awaitable[bool]: ...
+
+    def aclose(self, timeout: float | None = None) -> Awaitable[None]: ...
+
+
+_FIX = "'async with FuulClient() as fuul:' or 'await fuul.aclose()'"
+
+
+async def _close(client: Closable, site: str, when: str, drain: bool) -> None:
+    """Close ``client`` (delivering first what it holds, with ``drain``), then warn.
+    A cancellation propagates before anything is said: someone else closes it."""
+    before = client.stats()
+    if drain:
+        await client.flush()
+    await client.aclose(client.config.close_timeout)
+    warn_unclosed("FuulClient", site, f"{when}: {describe_outcome(before, client.stats())}", _FIX)
+
+
+class _LoopState:
+    """The open clients of one loop, and its keeper."""
+
+    def __init__(self) -> None:
+        self.open: weakref.WeakKeyDictionary[Closable, str] = weakref.WeakKeyDictionary()
+        self.dropped: dict[Closable, str] = {}  # held here until they have closed
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.keeper: AsyncGenerator[None, None] | None = None
+
+    async def keep(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            # The loop is shutting down: close on it every client still open.
+            clients = {**self.open, **self.dropped}
+            when = "its event loop shut down, so it delivered what it held and closed itself"
+            closing = [_close(c, site, when, drain=False) for c, site in clients.items()]
+            for error in await asyncio.gather(*closing, return_exceptions=True):
+                if isinstance(error, BaseException):
+                    log.error("closing a FuulClient at loop shutdown failed", exc_info=error)
+            self.dropped.clear()
+
+    def finish_dropped(self, client: Closable, site: str) -> None:
+        """On the loop: deliver, close, let go (unless the loop shuts down first: then
+        the keeper closes it)."""
+        if client not in self.dropped:  # closed by the keeper meanwhile
+            return
+
+        async def finish() -> None:
+            try:
+                await _close(
+                    client,
+                    site,
+                    "it was dropped, then delivered what it held and closed itself",
+                    True,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("closing a dropped FuulClient failed")
+            self.dropped.pop(client, None)
+
+        task = asyncio.get_running_loop().create_task(finish())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def watch(client: Closable, loop: asyncio.AbstractEventLoop, site: str) -> None:
+    """``client`` was bound to ``loop`` (running, in this thread): close it when the
+    loop shuts down, unless :func:`forget` comes first."""
+    state = _loops.get(loop)
+    if state is None:
+        state = _loops[loop] = _LoopState()
+    if state.keeper is None:
+        keeper = state.keeper = state.keep()
+        # Run it to its first ``yield`` now: the loop registers a generator when it is
+        # first iterated, and only a suspended one runs its ``finally`` when closed.
+        with contextlib.suppress(StopIteration):
+            keeper.asend(None).send(None)
+    state.open[client] = site
+
+
+def forget(client: Closable, loop: asyncio.AbstractEventLoop | None) -> None:
+    """``client`` is closing: nothing more to do for it here."""
+    state = _loops.get(loop) if loop is not None else None
+    if state is not None:
+        state.open.pop(client, None)
+
+
+def adopt(client: Closable, loop: asyncio.AbstractEventLoop, site: str) -> bool:
+    """From ``client.__del__``: hold the dropped client, and let it deliver and close
+    on its loop. False if that is not possible (the loop is closed, the interpreter is
+    exiting): the caller reports what it loses."""
+    state = _loops.get(loop)
+    if state is None or loop.is_closed() or sys.is_finalizing():
+        return False
+    state.dropped[client] = site
+    state.open.pop(client, None)
+
+    try:
+        loop.call_soon_threadsafe(state.finish_dropped, client, site)
+    except RuntimeError:  # closed meanwhile
+        state.dropped.pop(client, None)
+        return False
+    return True
