@@ -269,3 +269,15 @@ def error_for_status(
     if status >= 500:
         return ServerError(status, message)
     return _BY_STATUS.get(status, APIError)(status, message)
+
+
+class FuulTimeoutError(FuulError, TimeoutError):
+    """A blocking call of :class:`~aiofuul.SyncFuulClient` got no answer within its
+    ``timeout`` (the call is cancelled). Caught by ``except FuulError`` and by
+    ``except TimeoutError``::
+
+        try:
+            fuul.send_event("deposit", user, dedup_id="dep-1", timeout=5)
+        except FuulTimeoutError:
+            ...  # retry later: the dedup id makes a second send harmless
+    """

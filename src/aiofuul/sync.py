@@ -31,9 +31,8 @@ Life cycle:
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
-import concurrent.futures.thread
+import contextlib
 import logging
 import os
 import sys
@@ -47,10 +46,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
+from . import lifecycle
+from ._exit import on_exit
 from .client import FuulClient
 from .config import ClientConfig
-from .errors import ClientStateError
+from .errors import ClientStateError, FuulTimeoutError
 from .ledger import OnError, Stats
+from .lifecycle import creation_site
 from .models import BatchResult, Conversion, Event, EventPipeline, SendResult, User
 from .redis_outbox import is_redis_url
 from .transport import Transport, resolve_base_url
@@ -70,57 +72,23 @@ log = logging.getLogger("aiofuul")
 _GRACE = 1.0
 
 _clients: weakref.WeakSet[SyncFuulClient] = weakref.WeakSet()
-#: Objects the parent owned, kept alive in a forked child: collecting them there would
+#: Every runner started in this process and not stopped yet. Held here, not by its
+#: SyncFuulClient: a client the user dropped keeps delivering, and is closed at exit.
+_runners: set[_Runner] = set()
+#: The parent's runners, kept alive in a forked child: collecting them there would
 #: report the parent's queued events as lost and close the parent's resources.
-_orphans: list[object] = []
-
-
-#: Released after a fork: the outbox threads parked by _before_fork wait on it.
-_parked: list[threading.Event] = []
-
-
-def _park(executor: concurrent.futures.Executor) -> None:
-    """Hold the outbox's one worker thread in a task of ours until the fork is done: a
-    fork while that thread is inside SQLite leaves SQLite's mutex locked in the child,
-    whose own outbox then hangs on its first open."""
-    release, started = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        started.set()
-        release.wait(30)
-
-    try:
-        executor.submit(hold)
-    except RuntimeError:  # the outbox is closed: its thread is not in SQLite
-        return
-    _parked.append(release)
-    started.wait(5)
-
-
-def _before_fork() -> None:
-    for client in list(_clients):
-        runner = client._own_runner()
-        outbox = None if runner is None else getattr(runner.client, "_outbox", None)
-        executor = getattr(outbox, "_thread", None)
-        if isinstance(executor, concurrent.futures.Executor):
-            _park(executor)
-
-
-def _release_parked() -> None:
-    while _parked:
-        _parked.pop().set()
+_inherited: list[_Runner] = []
 
 
 def _after_fork_in_child() -> None:
-    _release_parked()
+    _inherited.extend(_runners)
+    _runners.clear()
     for client in list(_clients):
         client._forked_reset()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork, after_in_parent=_release_parked, after_in_child=_after_fork_in_child
-    )
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def outbox_for_pid(path: str | os.PathLike[str], pid: int) -> Path:
@@ -166,45 +134,176 @@ def _check_gevent() -> None:
         )
 
 
-@dataclass
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The runner's thread: the loop, closed by this thread once stopped."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
+_FIX = "'with SyncFuulClient() as fuul:' or 'fuul.close()'"
+
+
+@dataclass(eq=False)
 class _Runner:
-    """A loop on a daemon thread and the async client it runs, in one process."""
+    """A loop on a daemon thread and the async client it runs, in one process. Closed
+    by its SyncFuulClient, by itself once that was dropped, or at exit."""
 
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
     client: FuulClient
     pid: int
+    site: str
+    close_at_exit: bool = True
+    dropped: bool = False
+    _closing: asyncio.Task[int] | None = None
+    _draining: asyncio.Task[None] | None = None
+    _before: Stats | None = None  # the counters when the close began
 
     @classmethod
-    def start(cls, client: FuulClient) -> _Runner:
+    def start(cls, client: FuulClient, site: str, close_at_exit: bool) -> _Runner:
         loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="aiofuul-sync", daemon=True)
+        thread = threading.Thread(target=_serve, args=(loop,), name="aiofuul-sync", daemon=True)
         thread.start()
-        runner = cls(loop, thread, client, os.getpid())
+        runner = cls(loop, thread, client, os.getpid(), site, close_at_exit)
         try:
             asyncio.run_coroutine_threadsafe(client.start(), loop).result()
         except BaseException:
             runner.stop(0.0)
             raise
+        _runners.add(runner)
         return runner
+
+    # -- on the loop ----------------------------------------------------------------------
+    async def _close(self, timeout: float) -> int:
+        """Close the client (once, however many ask), returning how many events ended
+        undelivered on the way (or are still queued)."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._shut(timeout))
+        return await asyncio.shield(self._closing)
+
+    async def _shut(self, timeout: float) -> int:
+        before = self._before = self.client.stats()
+        try:
+            await self.client.aclose(timeout)
+        except Exception:  # already reported by the client; the count below says what
+            log.debug("closing the client failed", exc_info=True)
+        return self._lost_since(before)
+
+    def _lost_since(self, before: Stats) -> int:
+        after = self.client.stats()
+        return after.failed + after.dropped + after.queued - before.failed - before.dropped
+
+    def _begin_drain(self) -> None:
+        if self._closing is None:  # not closed (at exit) meanwhile
+            self._draining = self.loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        before = self.client.stats()
+        await self.client.flush()
+        await self._close(self.client.config.close_timeout)
+        self._say_unclosed(
+            "it was dropped, then delivered what it held in the background and stopped", before
+        )
+        _runners.discard(self)
+        self.loop.call_soon(self.loop.stop)
+
+    async def _interrupt(self) -> int:
+        """Stop a close under way (Ctrl-C at exit): what it had not delivered is reported
+        now (the log, on_error); returns how many."""
+        if self._closing is not None and not self._closing.done():
+            self._closing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._closing
+        for _ in range(3):  # let the on_error calls queued by the settlement run
+            await asyncio.sleep(0)
+        return self._lost_since(self._before or self.client.stats())
+
+    # -- from another thread --------------------------------------------------------------
+    def drop(self, close_at_exit: bool) -> None:
+        """Its SyncFuulClient was collected: deliver what is queued, close, stop."""
+        self.dropped, self.close_at_exit = True, close_at_exit
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to do
+            self.loop.call_soon_threadsafe(self._begin_drain)
+
+    def _say_unclosed(self, when: str, before: Stats) -> None:
+        if self.dropped:
+            what = f"{when}: {lifecycle.describe_outcome(before, self.client.stats())}"
+            lifecycle.warn_unclosed("SyncFuulClient", self.site, what, _FIX)
+
+    def begin_close(self, timeout: float) -> concurrent.futures.Future[int]:
+        return asyncio.run_coroutine_threadsafe(self._close(timeout), self.loop)
+
+    def end_close(self, future: concurrent.futures.Future[int], wait: float) -> int:
+        """Wait up to ``wait`` s for the close begun with ``future``, stop the loop."""
+        try:
+            lost = future.result(wait)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            lost = self.client.stats().queued
+        except Exception:
+            log.debug("closing the client failed", exc_info=True)
+            lost = self.client.stats().queued
+        self.halt()
+        return lost
+
+    def halt(self) -> None:
+        _runners.discard(self)
+        with contextlib.suppress(RuntimeError):  # closed already
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(_GRACE)
 
     def stop(self, timeout: float) -> int:
         """Close the client within ``timeout`` s, stop the loop; return the number of
         events that ended undelivered on the way (or are still queued)."""
-        before = self.client.stats()
-        future = asyncio.run_coroutine_threadsafe(self.client.aclose(timeout), self.loop)
-        try:
-            future.result(timeout + _GRACE)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-        except Exception:  # already reported by the client; the count below says what
-            log.debug("closing the client failed", exc_info=True)
-        after = self.client.stats()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(_GRACE)
-        if not self.thread.is_alive():
-            self.loop.close()
-        return after.failed + after.dropped + after.queued - before.failed - before.dropped
+        return self.end_close(self.begin_close(timeout), timeout + _GRACE)
+
+
+def _close_all_at_exit() -> None:
+    """The exit hook of every SyncFuulClient in this process (see :mod:`aiofuul._exit`):
+    close them all at once, each within its ``close_timeout``. Ctrl-C stops the wait;
+    what was not delivered is still reported."""
+    runners = [r for r in list(_runners) if r.pid == os.getpid() and r.close_at_exit]
+    if not runners:
+        return
+    started = time.monotonic()
+    closing = []
+    for runner in runners:
+        before = runner.client.stats()
+        timeout = runner.client.config.close_timeout
+        closing.append((runner, before, runner.begin_close(timeout), timeout + _GRACE))
+    try:
+        for runner, before, future, wait in closing:
+            lost = runner.end_close(future, max(0.0, started + wait - time.monotonic()))
+            runner._say_unclosed(
+                "it was dropped, and delivered what it held at interpreter exit", before
+            )
+            if lost:
+                log.warning("SyncFuulClient closed: %d event(s) could not be delivered", lost)
+    except KeyboardInterrupt:
+        for runner, *_ in closing:
+            if runner in _runners:
+                _interrupted(runner)
+
+
+def _interrupted(runner: _Runner) -> None:
+    lost = runner.client.stats().queued
+    try:
+        future = asyncio.run_coroutine_threadsafe(runner._interrupt(), runner.loop)
+        lost = future.result(_GRACE)
+    except (KeyboardInterrupt, Exception):  # a second Ctrl-C: say what we know
+        pass
+    log.error(
+        "SyncFuulClient: delivery at exit interrupted (KeyboardInterrupt): %d event(s) "
+        "not delivered",
+        lost,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        runner.halt()
+
+
+on_exit(_close_all_at_exit)
 
 
 class SyncFuulClient:
@@ -253,8 +352,8 @@ class SyncFuulClient:
         self._final: Stats | None = None
         self._hooks: list[Callable[[FuulClient], None]] = []  # see _each_client
         self.close_at_exit = close_at_exit
+        self._site = creation_site()  # for the warning if it is dropped unclosed
         _clients.add(self)
-        _register_exit_hook(weakref.ref(self))
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -281,9 +380,9 @@ class SyncFuulClient:
             if runner is not None and runner.pid == os.getpid():
                 self._client = runner.client
                 return runner.client
-            if runner is not None:  # the parent's, before a fork
-                _orphans.append(runner)
-            self._runner = runner = _Runner.start(self._make_client())
+            self._runner = runner = _Runner.start(
+                self._make_client(), self._site, self.close_at_exit
+            )
             self._client = runner.client
             return runner.client
 
@@ -318,22 +417,26 @@ class SyncFuulClient:
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
-            runner, self._client = self._own_runner(), None
+            runner = self._own_runner()
+            if runner is not None and threading.get_ident() == runner.thread.ident:
+                # Before any state changes: the client goes on, and closes later.
+                raise ClientStateError("close() called on the client's own thread (on_error?)")
+            self._closed, self._client = True, None
         if runner is None:
             return
-        if threading.get_ident() == runner.thread.ident:
-            raise ClientStateError("close() called on the client's own thread (on_error?)")
         wait = self.config.close_timeout if timeout is None else timeout
         lost = runner.stop(wait)
         self._final = runner.client.stats()
         if lost:
             log.warning("SyncFuulClient closed: %d event(s) could not be delivered", lost)
 
-    def _at_exit(self) -> None:
-        if not self.close_at_exit or self._closed or self._own_runner() is None:
+    def __del__(self) -> None:
+        # Dropped unclosed: its runner delivers what it holds, then closes itself.
+        runner: _Runner | None = getattr(self, "_runner", None)
+        if runner is None or runner.pid != os.getpid() or self._closed:
             return
-        self.close(self.config.close_timeout)
+        if not sys.is_finalizing():
+            runner.drop(self.close_at_exit)
 
     # -- tracking -----------------------------------------------------------------------
     def track(
@@ -379,8 +482,8 @@ class SyncFuulClient:
 
     # -- blocking calls -------------------------------------------------------------------
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        """Run ``coro`` on the client's loop and wait for it; ``TimeoutError`` (and the
-        call cancelled) if ``timeout`` seconds pass."""
+        """Run ``coro`` on the client's loop and wait for it; :class:`FuulTimeoutError`
+        (and the call cancelled) if ``timeout`` seconds pass."""
         runner = self._runner
         if runner is None or threading.get_ident() == runner.thread.ident:
             coro.close()
@@ -390,7 +493,7 @@ class SyncFuulClient:
             return future.result(None if timeout is None else timeout + _GRACE)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise TimeoutError(f"no answer within {timeout} s") from None
+            raise FuulTimeoutError(f"no answer within {timeout} s") from None
 
     def send_event(
         self,
@@ -404,7 +507,7 @@ class SyncFuulClient:
         **fields: Unpack[EventFields],
     ) -> SendResult:
         """:meth:`FuulClient.send_event <aiofuul.FuulClient.send_event>`, blocking; raises
-        the same errors, and ``TimeoutError`` after ``timeout`` seconds."""
+        the same errors, and :class:`~aiofuul.FuulTimeoutError` after ``timeout`` seconds."""
         client = self._running()
         coro = client.send_event(
             name, user, dedup_id=dedup_id, args=args, timestamp=timestamp, **fields
@@ -446,6 +549,27 @@ class SyncFuulClient:
         )
         return self._call(coro, timeout)
 
+    def wait_for_pipeline(
+        self,
+        event_id: str | None = None,
+        *,
+        dedup_id: str | None = None,
+        event_name: str | None = None,
+        timeout: float = 60.0,
+        interval: float = 3.0,
+        project_id: str | None = None,
+    ) -> EventPipeline | None:
+        """:meth:`FuulClient.wait_for_pipeline <aiofuul.FuulClient.wait_for_pipeline>`,
+        blocking: polls every ``interval`` s for up to ``timeout`` s, then returns the
+        last answer (None if the event was never found)."""
+        client = self._running()
+        coro = client.wait_for_pipeline(
+            event_id, dedup_id=dedup_id, event_name=event_name, timeout=timeout,
+            interval=interval, project_id=project_id,
+        )  # fmt: skip
+        # The poll bounds itself; the margin lets its last request answer.
+        return self._call(coro, timeout + self.config.timeout)
+
     def conversions(
         self, *, project_id: str | None = None, timeout: float | None = None
     ) -> list[Conversion]:
@@ -457,24 +581,3 @@ class SyncFuulClient:
 def _zero_stats() -> Stats:
     fields: dict[str, Any] = {f.name: 0 for f in msgspec.structs.fields(Stats) if f.required}
     return Stats(**fields)
-
-
-def _register_exit_hook(ref: weakref.ref[SyncFuulClient]) -> None:
-    """Close at exit, holding only a weak reference (an unused client can go). Run as a
-    threading exit hook when possible: those run before ``concurrent.futures`` stops
-    taking work, which DNS lookups and the outbox's commits need; registered after that
-    module's own hook, so it runs first (they run in reverse)."""
-
-    def hook() -> None:
-        client = ref()
-        if client is not None:
-            client._at_exit()
-
-    register = getattr(threading, "_register_atexit", None)
-    try:
-        if register is not None:
-            register(hook)
-            return
-    except RuntimeError:  # the interpreter is already shutting down
-        return
-    atexit.register(hook)
