@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -275,3 +276,128 @@ def test_process_pool_executor_workers(live: LiveSandbox) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert_stored_once(live, ids("ppe", 200), proc)
+
+
+def test_with_pool_flushing_each_task(live: LiveSandbox) -> None:
+    # The README's recipe for a pool whose workers are SIGTERMed at the end of the block.
+    proc = run(
+        live,
+        """
+        from multiprocessing import Pool
+
+        fuul = SyncFuulClient(config=CONFIG)
+
+        def task(i):
+            fuul.track("trade", USER, dedup_id=f"with-pool-{i}")
+            fuul.flush(timeout=10)
+
+        if __name__ == "__main__":
+            with Pool(3) as pool:
+                pool.map(task, range(60))
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_stored_once(live, ids("with-pool", 60), proc)
+
+
+# -- loops that end otherwise ---------------------------------------------------------------
+def test_async_client_on_a_loop_in_another_thread_delivers_at_exit(live: LiveSandbox) -> None:
+    proc = run(
+        live,
+        """
+        import asyncio, threading
+
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, daemon=True).start()
+
+        async def track():
+            fuul = FuulClient(config=CONFIG)
+            for i in range(300):
+                fuul.track("trade", USER, dedup_id=f"thread-{i}")
+            return fuul
+
+        FUUL = asyncio.run_coroutine_threadsafe(track(), loop).result()
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_stored_once(live, ids("thread", 300), proc)
+
+
+UNREACHABLE = """
+import asyncio, os, sys
+from aiofuul import ClientConfig, FuulClient, SyncFuulClient, User
+
+CONFIG = ClientConfig(close_timeout=1)
+USER = User("0x52908400098527886E0F7030069857D2E4169EE7", "evm_address")
+lost = []
+
+def on_error(events, error):
+    lost.append(len(events))
+    print("on_error", sum(lost), file=sys.stderr)
+"""
+
+
+def run_unreachable(body: str) -> subprocess.CompletedProcess[str]:
+    """``body`` after UNREACHABLE, against a port nobody listens on, with no logging
+    configured and stdout to /dev/null: the report must reach stderr anyway."""
+    env = dict(os.environ, FUUL_API_KEY=API_KEY, FUUL_BASE_URL="http://127.0.0.1:9/api/v1/")
+    return subprocess.run(
+        [sys.executable, "-c", UNREACHABLE + textwrap.dedent(body)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            """
+            def main():
+                fuul = SyncFuulClient(config=CONFIG, on_error=on_error)
+                for i in range(20):
+                    fuul.track("trade", USER)
+            main()
+            """,
+            id="dropped-sync",
+        ),
+        pytest.param(
+            """
+            async def main():
+                fuul = FuulClient(config=CONFIG, on_error=on_error)
+                for i in range(20):
+                    fuul.track("trade", USER)
+            asyncio.run(main())
+            """,
+            id="async-in-asyncio-run",
+        ),
+        pytest.param(
+            """
+            loop = asyncio.new_event_loop()
+
+            async def main():
+                fuul = FuulClient(config=CONFIG, on_error=on_error)
+                for i in range(20):
+                    fuul.track("trade", USER)
+                return fuul
+
+            FUUL = loop.run_until_complete(main())
+            loop.close()  # closed-by-hand: nothing closes the client with the loop
+            """,
+            id="async-loop-closed-by-hand",
+        ),
+    ],
+)
+def test_what_cannot_be_delivered_is_reported_at_exit(body: str) -> None:
+    proc = run_unreachable(body)
+    assert proc.returncode == 0, proc.stderr
+    # The log says how many, with logging unconfigured and stdout gone.
+    assert re.search(r"\b20 event(s|\(s\)) (could )?not( be)? delivered", proc.stderr), proc.stderr
+    if "closed-by-hand" not in body:
+        assert "on_error 20" in proc.stderr, proc.stderr
+    else:  # requests under way when the loop closed never end: on_error has the queue
+        assert "on_error" in proc.stderr, proc.stderr

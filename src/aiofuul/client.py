@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -219,7 +220,10 @@ class FuulClient(DirectSends, ReadEndpoints):
             self._handoff = Handoff(loop, self._sender.enqueue_from_thread)
             self._sender.start(loop, on_end=_mark_inactive(weakref.ref(self)))
             self._inactive = False
-            lifecycle.watch(self, loop, self._site)  # closes it if the loop shuts down first
+            # Closes it if the loop shuts down first; reports what it holds at exit if
+            # the loop stopped for good (the report holds the sender, not the client).
+            report = functools.partial(_report_unclosed, self._sender, self._site)
+            lifecycle.watch(self, loop, self._site, report)
             if self.config.check_event_names:
                 self._names_loaded = loop.create_task(self._events.load_names(self.conversions))
         return loop

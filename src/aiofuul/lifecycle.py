@@ -27,9 +27,10 @@ import logging
 import os
 import sys
 import weakref
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol
 
+from ._exit import on_exit
 from .config import ClientConfig
 from .ledger import Stats
 
@@ -98,23 +99,32 @@ class _LoopState:
     """The open clients of one loop, and its keeper."""
 
     def __init__(self) -> None:
+        self.pid = os.getpid()
         self.open: weakref.WeakKeyDictionary[Closable, str] = weakref.WeakKeyDictionary()
         self.dropped: dict[Closable, str] = {}  # held here until they have closed
+        #: How each client reports what it holds when it cannot close (its loop is gone).
+        self.reports: weakref.WeakKeyDictionary[Closable, Callable[[], None]] = (
+            weakref.WeakKeyDictionary()
+        )
         self.tasks: set[asyncio.Task[None]] = set()
         self.keeper: AsyncGenerator[None, None] | None = None
+
+    def unclosed(self) -> dict[Closable, str]:
+        return {**self.open, **self.dropped}
+
+    async def close_all(self, when: str) -> None:
+        closing = [_close(c, site, when, drain=False) for c, site in self.unclosed().items()]
+        for error in await asyncio.gather(*closing, return_exceptions=True):
+            if isinstance(error, BaseException):
+                log.error("closing a FuulClient %s failed", when, exc_info=error)
+        self.dropped.clear()
 
     async def keep(self) -> AsyncGenerator[None, None]:
         try:
             yield
         finally:
             # The loop is shutting down: close on it every client still open.
-            clients = {**self.open, **self.dropped}
-            when = "its event loop shut down, so it delivered what it held and closed itself"
-            closing = [_close(c, site, when, drain=False) for c, site in clients.items()]
-            for error in await asyncio.gather(*closing, return_exceptions=True):
-                if isinstance(error, BaseException):
-                    log.error("closing a FuulClient at loop shutdown failed", exc_info=error)
-            self.dropped.clear()
+            await self.close_all("its event loop shut down, so it closed itself")
 
     def finish_dropped(self, client: Closable, site: str) -> None:
         """On the loop: deliver, close, let go (unless the loop shuts down first: then
@@ -127,7 +137,7 @@ class _LoopState:
                 await _close(
                     client,
                     site,
-                    "it was dropped, then delivered what it held and closed itself",
+                    "it was dropped, so it closed itself",
                     True,
                 )
             except asyncio.CancelledError:
@@ -146,9 +156,13 @@ _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
 )
 
 
-def watch(client: Closable, loop: asyncio.AbstractEventLoop, site: str) -> None:
+def watch(
+    client: Closable, loop: asyncio.AbstractEventLoop, site: str, report: Callable[[], None]
+) -> None:
     """``client`` was bound to ``loop`` (running, in this thread): close it when the
-    loop shuts down, unless :func:`forget` comes first."""
+    loop shuts down, unless :func:`forget` comes first; ``report()`` reports what it
+    holds if it cannot (its loop stopped for good before exit). ``report`` must not
+    hold the client."""
     state = _loops.get(loop)
     if state is None:
         state = _loops[loop] = _LoopState()
@@ -159,6 +173,7 @@ def watch(client: Closable, loop: asyncio.AbstractEventLoop, site: str) -> None:
         with contextlib.suppress(StopIteration):
             keeper.asend(None).send(None)
     state.open[client] = site
+    state.reports[client] = report
 
 
 def forget(client: Closable, loop: asyncio.AbstractEventLoop | None) -> None:
@@ -166,6 +181,7 @@ def forget(client: Closable, loop: asyncio.AbstractEventLoop | None) -> None:
     state = _loops.get(loop) if loop is not None else None
     if state is not None:
         state.open.pop(client, None)
+        state.reports.pop(client, None)
 
 
 def adopt(client: Closable, loop: asyncio.AbstractEventLoop, site: str) -> bool:
@@ -184,3 +200,30 @@ def adopt(client: Closable, loop: asyncio.AbstractEventLoop, site: str) -> bool:
         state.dropped.pop(client, None)
         return False
     return True
+
+
+def _at_exit() -> None:
+    """At interpreter exit, the clients never closed whose loop still runs in another
+    thread are closed there, within their ``close_timeout``; those whose loop stopped
+    for good (``loop.close()`` without ``asyncio.run()``) report what they hold, while
+    logging still works."""
+    for loop, state in list(_loops.items()):
+        clients = state.unclosed()
+        if state.pid != os.getpid() or not clients:
+            continue
+        if loop.is_running():
+            wait = max(c.config.close_timeout for c in clients) + 1.0
+            when = "the interpreter exited with its loop still running, so it closed itself"
+            future = asyncio.run_coroutine_threadsafe(state.close_all(when), loop)
+            with contextlib.suppress(Exception):
+                future.result(wait)
+            continue
+        for client in clients:
+            report = state.reports.get(client)
+            if report is not None:
+                report()
+            state.dropped.pop(client, None)
+            state.open.pop(client, None)
+
+
+on_exit(_at_exit)

@@ -13,14 +13,19 @@ Example::
     fuul.track("trade", user, args={"size": 2})   # non-blocking, thread-safe
     fuul.send_event("deposit", user, dedup_id="dep-1", timeout=10)   # blocking
     fuul.flush(timeout=5)
-    # no close() needed at exit: queued events are delivered within close_timeout
+    # a client kept in a global needs no close(): at exit it delivers within close_timeout
 
 Life cycle:
 
 - Lazy: nothing runs until the first call, so a pre-fork master (gunicorn --preload)
   that only creates the client starts no thread and opens no outbox.
-- At interpreter exit, queued events are delivered within ``config.close_timeout``
-  (``close_at_exit=False`` turns this off); the count that could not be is logged.
+- The loop thread and its async client (a runner) are held by this module until
+  stopped, not by the SyncFuulClient: a client the user drops without ``close()``
+  delivers what it holds in the background, then stops, and says once where it was made.
+- At exit (and at the end of a ``multiprocessing`` child), one hook closes every runner
+  of the process at once, each within its ``config.close_timeout``
+  (``close_at_exit=False`` turns this off); the count that could not be delivered is
+  logged. See :mod:`aiofuul._exit` for why that hook runs where it does.
 - After ``os.fork()`` the child's first call starts a fresh loop and client with an
   empty queue (the parent's events stay the parent's); with an outbox, the child uses
   :func:`outbox_for_pid` of the configured path. :func:`leftover_outboxes` finds the
@@ -32,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import os
 import sys
@@ -40,14 +44,11 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from . import lifecycle
-from ._exit import on_exit
 from .client import FuulClient
 from .config import ClientConfig
 from .errors import ClientStateError, FuulTimeoutError
@@ -55,6 +56,7 @@ from .ledger import OnError, Stats
 from .lifecycle import creation_site
 from .models import BatchResult, Conversion, Event, EventPipeline, SendResult, User
 from .redis_outbox import is_redis_url
+from .runner import GRACE, Runner
 from .transport import Transport, resolve_base_url
 
 if TYPE_CHECKING:
@@ -67,22 +69,11 @@ __all__ = ["SyncFuulClient", "leftover_outboxes", "outbox_for_pid"]
 T = TypeVar("T")
 log = logging.getLogger("aiofuul")
 
-#: Added to a caller's timeout when waiting for the loop thread: the async call times
-#: itself out first and reports properly; this only bounds a loop that is stuck.
-_GRACE = 1.0
 
 _clients: weakref.WeakSet[SyncFuulClient] = weakref.WeakSet()
-#: Every runner started in this process and not stopped yet. Held here, not by its
-#: SyncFuulClient: a client the user dropped keeps delivering, and is closed at exit.
-_runners: set[_Runner] = set()
-#: The parent's runners, kept alive in a forked child: collecting them there would
-#: report the parent's queued events as lost and close the parent's resources.
-_inherited: list[_Runner] = []
 
 
 def _after_fork_in_child() -> None:
-    _inherited.extend(_runners)
-    _runners.clear()
     for client in list(_clients):
         client._forked_reset()
 
@@ -134,178 +125,6 @@ def _check_gevent() -> None:
         )
 
 
-def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    """The runner's thread: the loop, closed by this thread once stopped."""
-    try:
-        loop.run_forever()
-    finally:
-        loop.close()
-
-
-_FIX = "'with SyncFuulClient() as fuul:' or 'fuul.close()'"
-
-
-@dataclass(eq=False)
-class _Runner:
-    """A loop on a daemon thread and the async client it runs, in one process. Closed
-    by its SyncFuulClient, by itself once that was dropped, or at exit."""
-
-    loop: asyncio.AbstractEventLoop
-    thread: threading.Thread
-    client: FuulClient
-    pid: int
-    site: str
-    close_at_exit: bool = True
-    dropped: bool = False
-    _closing: asyncio.Task[int] | None = None
-    _draining: asyncio.Task[None] | None = None
-    _before: Stats | None = None  # the counters when the close began
-
-    @classmethod
-    def start(cls, client: FuulClient, site: str, close_at_exit: bool) -> _Runner:
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=_serve, args=(loop,), name="aiofuul-sync", daemon=True)
-        thread.start()
-        runner = cls(loop, thread, client, os.getpid(), site, close_at_exit)
-        try:
-            asyncio.run_coroutine_threadsafe(client.start(), loop).result()
-        except BaseException:
-            runner.stop(0.0)
-            raise
-        _runners.add(runner)
-        return runner
-
-    # -- on the loop ----------------------------------------------------------------------
-    async def _close(self, timeout: float) -> int:
-        """Close the client (once, however many ask), returning how many events ended
-        undelivered on the way (or are still queued)."""
-        if self._closing is None:
-            self._closing = asyncio.ensure_future(self._shut(timeout))
-        return await asyncio.shield(self._closing)
-
-    async def _shut(self, timeout: float) -> int:
-        before = self._before = self.client.stats()
-        try:
-            await self.client.aclose(timeout)
-        except Exception:  # already reported by the client; the count below says what
-            log.debug("closing the client failed", exc_info=True)
-        return self._lost_since(before)
-
-    def _lost_since(self, before: Stats) -> int:
-        after = self.client.stats()
-        return after.failed + after.dropped + after.queued - before.failed - before.dropped
-
-    def _begin_drain(self) -> None:
-        if self._closing is None:  # not closed (at exit) meanwhile
-            self._draining = self.loop.create_task(self._drain())
-
-    async def _drain(self) -> None:
-        before = self.client.stats()
-        await self.client.flush()
-        await self._close(self.client.config.close_timeout)
-        self._say_unclosed(
-            "it was dropped, then delivered what it held in the background and stopped", before
-        )
-        _runners.discard(self)
-        self.loop.call_soon(self.loop.stop)
-
-    async def _interrupt(self) -> int:
-        """Stop a close under way (Ctrl-C at exit): what it had not delivered is reported
-        now (the log, on_error); returns how many."""
-        if self._closing is not None and not self._closing.done():
-            self._closing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._closing
-        for _ in range(3):  # let the on_error calls queued by the settlement run
-            await asyncio.sleep(0)
-        return self._lost_since(self._before or self.client.stats())
-
-    # -- from another thread --------------------------------------------------------------
-    def drop(self, close_at_exit: bool) -> None:
-        """Its SyncFuulClient was collected: deliver what is queued, close, stop."""
-        self.dropped, self.close_at_exit = True, close_at_exit
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to do
-            self.loop.call_soon_threadsafe(self._begin_drain)
-
-    def _say_unclosed(self, when: str, before: Stats) -> None:
-        if self.dropped:
-            what = f"{when}: {lifecycle.describe_outcome(before, self.client.stats())}"
-            lifecycle.warn_unclosed("SyncFuulClient", self.site, what, _FIX)
-
-    def begin_close(self, timeout: float) -> concurrent.futures.Future[int]:
-        return asyncio.run_coroutine_threadsafe(self._close(timeout), self.loop)
-
-    def end_close(self, future: concurrent.futures.Future[int], wait: float) -> int:
-        """Wait up to ``wait`` s for the close begun with ``future``, stop the loop."""
-        try:
-            lost = future.result(wait)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            lost = self.client.stats().queued
-        except Exception:
-            log.debug("closing the client failed", exc_info=True)
-            lost = self.client.stats().queued
-        self.halt()
-        return lost
-
-    def halt(self) -> None:
-        _runners.discard(self)
-        with contextlib.suppress(RuntimeError):  # closed already
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(_GRACE)
-
-    def stop(self, timeout: float) -> int:
-        """Close the client within ``timeout`` s, stop the loop; return the number of
-        events that ended undelivered on the way (or are still queued)."""
-        return self.end_close(self.begin_close(timeout), timeout + _GRACE)
-
-
-def _close_all_at_exit() -> None:
-    """The exit hook of every SyncFuulClient in this process (see :mod:`aiofuul._exit`):
-    close them all at once, each within its ``close_timeout``. Ctrl-C stops the wait;
-    what was not delivered is still reported."""
-    runners = [r for r in list(_runners) if r.pid == os.getpid() and r.close_at_exit]
-    if not runners:
-        return
-    started = time.monotonic()
-    closing = []
-    for runner in runners:
-        before = runner.client.stats()
-        timeout = runner.client.config.close_timeout
-        closing.append((runner, before, runner.begin_close(timeout), timeout + _GRACE))
-    try:
-        for runner, before, future, wait in closing:
-            lost = runner.end_close(future, max(0.0, started + wait - time.monotonic()))
-            runner._say_unclosed(
-                "it was dropped, and delivered what it held at interpreter exit", before
-            )
-            if lost:
-                log.warning("SyncFuulClient closed: %d event(s) could not be delivered", lost)
-    except KeyboardInterrupt:
-        for runner, *_ in closing:
-            if runner in _runners:
-                _interrupted(runner)
-
-
-def _interrupted(runner: _Runner) -> None:
-    lost = runner.client.stats().queued
-    try:
-        future = asyncio.run_coroutine_threadsafe(runner._interrupt(), runner.loop)
-        lost = future.result(_GRACE)
-    except (KeyboardInterrupt, Exception):  # a second Ctrl-C: say what we know
-        pass
-    log.error(
-        "SyncFuulClient: delivery at exit interrupted (KeyboardInterrupt): %d event(s) "
-        "not delivered",
-        lost,
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        runner.halt()
-
-
-on_exit(_close_all_at_exit)
-
-
 class SyncFuulClient:
     """The Fuul events API client for sync code. Thread-safe; one per API key and
     process is enough (threads share it). Takes :class:`~aiofuul.FuulClient`'s options,
@@ -345,7 +164,7 @@ class SyncFuulClient:
         self._outbox = outbox
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._runner: _Runner | None = None
+        self._runner: Runner | None = None
         # The hot path reads this alone: None until started, after close or a fork.
         self._client: FuulClient | None = None
         self._closed = False
@@ -380,7 +199,7 @@ class SyncFuulClient:
             if runner is not None and runner.pid == os.getpid():
                 self._client = runner.client
                 return runner.client
-            self._runner = runner = _Runner.start(
+            self._runner = runner = Runner.start(
                 self._make_client(), self._site, self.close_at_exit
             )
             self._client = runner.client
@@ -406,7 +225,7 @@ class SyncFuulClient:
         if runner is not None:
             hook(runner.client)
 
-    def _own_runner(self) -> _Runner | None:
+    def _own_runner(self) -> Runner | None:
         runner = self._runner
         return runner if runner is not None and runner.pid == os.getpid() else None
 
@@ -432,7 +251,7 @@ class SyncFuulClient:
 
     def __del__(self) -> None:
         # Dropped unclosed: its runner delivers what it holds, then closes itself.
-        runner: _Runner | None = getattr(self, "_runner", None)
+        runner: Runner | None = getattr(self, "_runner", None)
         if runner is None or runner.pid != os.getpid() or self._closed:
             return
         if not sys.is_finalizing():
@@ -490,7 +309,7 @@ class SyncFuulClient:
             raise ClientStateError("a blocking call cannot run on the client's own thread")
         future = asyncio.run_coroutine_threadsafe(coro, runner.loop)
         try:
-            return future.result(None if timeout is None else timeout + _GRACE)
+            return future.result(None if timeout is None else timeout + GRACE)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise FuulTimeoutError(f"no answer within {timeout} s") from None
