@@ -213,6 +213,30 @@ def test_async_client_kept_but_never_closed_delivers_at_loop_shutdown(
     assert "never closed" in proc.stderr
 
 
+def test_async_client_dropped_just_before_the_loop_ends(live: LiveSandbox) -> None:
+    proc = run(
+        live,
+        """
+        import asyncio, gc
+
+        def use():
+            fuul = FuulClient(config=CONFIG)
+            for i in range(1000):
+                fuul.track("trade", USER, dedup_id=f"late-{i}")
+
+        async def main():
+            use()  # dropped: it starts delivering what it holds on its own...
+            gc.collect()
+            await asyncio.sleep(0)  # ...and is still at it when the loop shuts down
+
+        asyncio.run(main())
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_stored_once(live, ids("late", 1000), proc)
+    assert proc.stderr.count("never closed") == 1, proc.stderr
+
+
 # -- processes ----------------------------------------------------------------------------
 def test_forked_child_that_falls_off_the_end(live: LiveSandbox) -> None:
     proc = run(

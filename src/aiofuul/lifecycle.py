@@ -85,12 +85,9 @@ class Closable(Protocol):
 _FIX = "'async with FuulClient() as fuul:' or 'await fuul.aclose()'"
 
 
-async def _close(client: Closable, site: str, when: str, drain: bool) -> None:
-    """Close ``client`` (delivering first what it holds, with ``drain``), then warn.
-    A cancellation propagates before anything is said: someone else closes it."""
+async def _close(client: Closable, site: str, when: str) -> None:
+    """Close ``client`` within its ``close_timeout``, then warn."""
     before = client.stats()
-    if drain:
-        await client.flush()
     await client.aclose(client.config.close_timeout)
     warn_unclosed("FuulClient", site, f"{when}: {describe_outcome(before, client.stats())}", _FIX)
 
@@ -107,13 +104,19 @@ class _LoopState:
             weakref.WeakKeyDictionary()
         )
         self.tasks: set[asyncio.Task[None]] = set()
+        self.flushing: dict[Closable, asyncio.Task[None]] = {}  # dropped, still delivering
         self.keeper: AsyncGenerator[None, None] | None = None
 
     def unclosed(self) -> dict[Closable, str]:
         return {**self.open, **self.dropped}
 
     async def close_all(self, when: str) -> None:
-        closing = [_close(c, site, when, drain=False) for c, site in self.unclosed().items()]
+        # A dropped client still delivering stops waiting and is closed below; one that
+        # is closing already finishes (cancelling its close would report its queue).
+        for task in list(self.flushing.values()):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        closing = [_close(c, site, when) for c, site in self.unclosed().items()]
         for error in await asyncio.gather(*closing, return_exceptions=True):
             if isinstance(error, BaseException):
                 log.error("closing a FuulClient %s failed", when, exc_info=error)
@@ -127,28 +130,30 @@ class _LoopState:
             await self.close_all("its event loop shut down, so it closed itself")
 
     def finish_dropped(self, client: Closable, site: str) -> None:
-        """On the loop: deliver, close, let go (unless the loop shuts down first: then
-        the keeper closes it)."""
-        if client not in self.dropped:  # closed by the keeper meanwhile
-            return
-
-        async def finish() -> None:
-            try:
-                await _close(
-                    client,
-                    site,
-                    "it was dropped, so it closed itself",
-                    True,
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("closing a dropped FuulClient failed")
-            self.dropped.pop(client, None)
-
-        task = asyncio.get_running_loop().create_task(finish())
+        """On the loop (the handle that calls this holds ``client``): deliver what it
+        holds, close it, let go. If the loop shuts down meanwhile, the keeper closes it."""
+        self.open.pop(client, None)
+        self.dropped[client] = site
+        task = asyncio.get_running_loop().create_task(self._finish(client, site))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def _finish(self, client: Closable, site: str) -> None:
+        before = client.stats()
+        task = asyncio.current_task()
+        assert task is not None
+        self.flushing[client] = task
+        try:
+            await client.flush()  # cancelled by the loop's shutdown: the keeper closes it
+        finally:
+            self.flushing.pop(client, None)
+        try:
+            await client.aclose(client.config.close_timeout)
+        except Exception:
+            log.exception("closing a dropped FuulClient failed")
+        what = f"it was dropped, so it closed itself: {describe_outcome(before, client.stats())}"
+        warn_unclosed("FuulClient", site, what, _FIX)
+        self.dropped.pop(client, None)
 
 
 _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
@@ -191,13 +196,9 @@ def adopt(client: Closable, loop: asyncio.AbstractEventLoop, site: str) -> bool:
     state = _loops.get(loop)
     if state is None or loop.is_closed() or sys.is_finalizing():
         return False
-    state.dropped[client] = site
-    state.open.pop(client, None)
-
     try:
         loop.call_soon_threadsafe(state.finish_dropped, client, site)
     except RuntimeError:  # closed meanwhile
-        state.dropped.pop(client, None)
         return False
     return True
 
