@@ -127,6 +127,41 @@ def test_one_exit_hook_however_many_clients() -> None:
     assert _exit._hooks == ours
 
 
+def alive(kind: type) -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, kind))
+
+
+def test_closed_and_dropped_clients_leave_nothing_behind() -> None:
+    # Other tests of this process may leave clients of their own: count from here.
+    kinds = (FuulClient, SyncFuulClient, asyncio.AbstractEventLoop)
+    before = {kind: alive(kind) for kind in kinds}
+
+    def handler(request: MockRequest) -> Response:
+        return respond(201)
+
+    for _ in range(30):
+        fuul = SyncFuulClient(API_KEY, config=fast_config(), transport=MockTransport(handler))
+        fuul.track("trade", EVM)
+        fuul.close(5)
+    del fuul
+
+    async def per_request() -> None:
+        for _ in range(30):  # dropped unclosed, one per "request"
+            FuulClient(API_KEY, config=fast_config(), transport=MockTransport(handler)).track(
+                "trade", EVM
+            )
+            await asyncio.sleep(0)
+        await wait_until(
+            lambda: alive(FuulClient) <= before[FuulClient], "the dropped clients to close"
+        )
+
+    asyncio.run(per_request())
+    # Loops too: the keeper of a loop must not keep it alive.
+    after = {kind: alive(kind) for kind in kinds}
+    assert all(after[kind] <= before[kind] for kind in kinds), (before, after)
+
+
 def test_the_private_exit_hook_exists() -> None:
     """aiofuul delivers at exit from ``threading._register_atexit`` (see aiofuul._exit):
     if a Python version removes it, pool children stop delivering at exit. Fail loudly."""

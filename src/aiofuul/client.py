@@ -175,6 +175,7 @@ class FuulClient(DirectSends, ReadEndpoints):
         # forked, or the sender gone with its loop. One flag for the hot path to read.
         self._inactive = True
         self._site = creation_site()  # for the warning if it is never closed
+        self._keeper: object = None  # see lifecycle.watch
         _clients.add(self)
 
     def __repr__(self) -> str:
@@ -223,7 +224,7 @@ class FuulClient(DirectSends, ReadEndpoints):
             # Closes it if the loop shuts down first; reports what it holds at exit if
             # the loop stopped for good (the report holds the sender, not the client).
             report = functools.partial(_report_unclosed, self._sender, self._site)
-            lifecycle.watch(self, loop, self._site, report)
+            self._keeper = lifecycle.watch(self, loop, self._site, report)
             if self.config.check_event_names:
                 self._names_loaded = loop.create_task(self._events.load_names(self.conversions))
         return loop

@@ -105,7 +105,9 @@ class _LoopState:
         )
         self.tasks: set[asyncio.Task[None]] = set()
         self.flushing: dict[Closable, asyncio.Task[None]] = {}  # dropped, still delivering
-        self.keeper: AsyncGenerator[None, None] | None = None
+        # Weak: the keeper holds its loop (the loop's finalizer hook), and this state is
+        # a value of a dict keyed weakly by that loop. The clients hold the keeper.
+        self.keeper: weakref.ref[AsyncGenerator[None, None]] | None = None
 
     def unclosed(self) -> dict[Closable, str]:
         return {**self.open, **self.dropped}
@@ -163,22 +165,26 @@ _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
 
 def watch(
     client: Closable, loop: asyncio.AbstractEventLoop, site: str, report: Callable[[], None]
-) -> None:
+) -> object:
     """``client`` was bound to ``loop`` (running, in this thread): close it when the
     loop shuts down, unless :func:`forget` comes first; ``report()`` reports what it
     holds if it cannot (its loop stopped for good before exit). ``report`` must not
-    hold the client."""
+    hold the client. Returns the loop's keeper: the client must hold it (the loop holds
+    it only weakly)."""
     state = _loops.get(loop)
     if state is None:
         state = _loops[loop] = _LoopState()
-    if state.keeper is None:
-        keeper = state.keeper = state.keep()
+    keeper = state.keeper() if state.keeper is not None else None
+    if keeper is None:
+        keeper = state.keep()
+        state.keeper = weakref.ref(keeper)
         # Run it to its first ``yield`` now: the loop registers a generator when it is
         # first iterated, and only a suspended one runs its ``finally`` when closed.
         with contextlib.suppress(StopIteration):
             keeper.asend(None).send(None)
     state.open[client] = site
     state.reports[client] = report
+    return keeper
 
 
 def forget(client: Closable, loop: asyncio.AbstractEventLoop | None) -> None:
