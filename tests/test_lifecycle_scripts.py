@@ -10,12 +10,15 @@ tracks events whose dedup ids it prints nothing about: the test knows them in ad
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +26,7 @@ from typing import Any, TypeVar
 import pytest
 
 from aiofuul.sandbox import Sandbox
-from conftest import API_KEY, fast_config
+from conftest import API_KEY, fast_config, free_port
 
 T = TypeVar("T")
 KEYS = {API_KEY: ["send:trigger_event"]}
@@ -235,6 +238,69 @@ def test_async_client_dropped_just_before_the_loop_ends(live: LiveSandbox) -> No
     assert proc.returncode == 0, proc.stderr
     assert_stored_once(live, ids("late", 1000), proc)
     assert proc.stderr.count("never closed") == 1, proc.stderr
+
+
+SERVER = """
+from aiohttp import web
+
+FUUL = []
+
+async def trade(request):
+    if not FUUL:  # made on first use, never closed: the server's end must deliver
+        FUUL.append(FuulClient(config=CONFIG))
+    n = int(request.query["n"])
+    for i in range(100):
+        FUUL[0].track("trade", USER, dedup_id=f"served-{n}-{i}")
+    return web.Response(text="ok")
+
+app = web.Application()
+app.router.add_get("/trade", trade)
+print("SERVING", flush=True)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
+"""
+
+
+def test_async_server_stopping_delivers_what_its_client_holds(live: LiveSandbox) -> None:
+    # aiohttp's run_app ends like asyncio.run() and uvicorn: cancel the tasks, close the
+    # async generators, close the loop.
+    port = free_port()
+    script = live.directory / "server.py"
+    script.write_text(HEAD + SERVER)
+    env = dict(os.environ, FUUL_API_KEY=API_KEY, FUUL_BASE_URL=live.sb.url)
+    server = subprocess.Popen(
+        [sys.executable, str(script), str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "SERVING"
+        for n in range(5):
+            get(port, f"/trade?n={n}")
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    expected = [f"served-{n}-{i}" for n in range(5) for i in range(100)]
+    assert_stored_once(live, expected, subprocess.CompletedProcess([], 0, "", err))
+    assert "never closed" in err, err
+
+
+def get(port: int, path: str) -> None:
+    """GET ``path``, retrying while the server starts listening (a real hang fails)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", path)
+            assert connection.getresponse().status == 200
+            connection.close()
+            return
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, "the server never listened"
+            time.sleep(0.05)
 
 
 # -- processes ----------------------------------------------------------------------------
