@@ -222,8 +222,18 @@ def _at_exit() -> None:
             wait = max(c.config.close_timeout for c in clients) + 1.0
             when = "the interpreter exited with its loop still running, so it closed itself"
             future = asyncio.run_coroutine_threadsafe(state.close_all(when), loop)
-            with contextlib.suppress(Exception):
+            try:
                 future.result(wait)
+            except KeyboardInterrupt:  # Ctrl-C: stop waiting, say what is left
+                left = sum(c.stats().queued for c in clients)
+                log.error(
+                    "FuulClient: delivery at exit interrupted (KeyboardInterrupt): "
+                    "%d event(s) not delivered",
+                    left,
+                )
+                return
+            except Exception:
+                log.debug("closing FuulClients at exit failed", exc_info=True)
             continue
         for client in clients:
             report = state.reports.get(client)
