@@ -341,7 +341,7 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("method", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
 def test_multiprocessing_pool_closed_and_joined(live: LiveSandbox, method: str) -> None:
     proc = run(live, POOL.replace("METHOD", method))
     assert proc.returncode == 0, proc.stderr
