@@ -1,7 +1,8 @@
 """``SyncFuulClient`` mirrors ``FuulClient``: every public method and every endpoint group
 (``fuul.<group>.<method>``) of the async client exists on the sync one, with the same
-parameters (plus ``timeout=``). Compared generically, on instances, so that a method or
-group added to ``FuulClient`` fails here until the sync client has it too."""
+parameters (plus ``timeout=``; a group's methods may forward ``*args, **kwargs``).
+Compared generically, on instances, so that a method or group added to ``FuulClient``
+fails here until the sync client has it too."""
 
 from __future__ import annotations
 
@@ -38,8 +39,14 @@ def is_group(value: object) -> bool:
 def check_method(name: str, async_method: Any, sync_method: Any) -> None:
     assert callable(sync_method), f"SyncFuulClient.{name} is not callable"
     wanted = set(inspect.signature(async_method).parameters)
-    have = set(inspect.signature(sync_method).parameters)
-    missing = wanted - have
+    params = inspect.signature(sync_method).parameters
+    kinds = {p.kind for p in params.values()}
+    if {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD} <= kinds:
+        # A forwarder (the endpoint groups' SyncGroup): it passes every argument on to
+        # the async method of the same name; it must still take a timeout.
+        assert "timeout" in params, f"SyncFuulClient.{name} takes no timeout"
+        return
+    missing = wanted - set(params)
     assert not missing, f"SyncFuulClient.{name} lacks parameters {sorted(missing)}"
 
 

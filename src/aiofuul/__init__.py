@@ -33,6 +33,7 @@ from .errors import (
     TransportError,
     UndeliveredError,
     ValidationError,
+    WebhookError,
 )
 from .ledger import OnError, Stats
 from .limits import DEFAULT_LIMITS, Limits, RateLimit
@@ -83,5 +84,6 @@ __all__ = [
     "UndeliveredError",
     "User",
     "ValidationError",
+    "WebhookError",
     "__version__",
 ]

@@ -35,6 +35,7 @@ import aiohttp
 import msgspec
 
 from . import lifecycle
+from .api import ApiGroups
 from .config import ClientConfig
 from .endpoints import project_query
 from .errors import ClientStateError
@@ -102,7 +103,7 @@ def _report_unclosed(sender: Sender, site: str) -> None:
         )
 
 
-class FuulClient(DirectSends, ReadEndpoints):
+class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
     """The Fuul events API client. Use one per API key and event loop, ideally as
     ``async with FuulClient(...) as fuul:`` (or call :meth:`aclose` yourself).
 

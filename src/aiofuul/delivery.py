@@ -152,14 +152,18 @@ async def deliver(
     body: bytes | None = None,
     params: Mapping[str, str] | None = None,
     events: int = 0,
+    path: str | None = None,
 ) -> Outcome:
     """Send one request in a slot of ``lane`` the caller holds, judge the answer, and let
-    the lane learn from it (counters, pauses, a stop)."""
+    the lane learn from it (counters, pauses, a stop). ``path``: another path than the
+    lane's (a lane of :mod:`aiofuul.api` serves a group of endpoints)."""
     lane.requests += 1
     if lane.params is not None:
         params = lane.params if params is None else {**lane.params, **params}
     try:
-        response = await transport.request(lane.method, lane.path, body=body, params=params)
+        response = await transport.request(
+            lane.method, lane.path if path is None else path, body=body, params=params
+        )
     except FuulError as exc:
         outcome: Outcome = Retry(exc)
     else:
@@ -174,10 +178,16 @@ def _learn(lane: Lane, outcome: Outcome) -> None:
         lane.on_rate_limited(outcome.after)
     elif isinstance(outcome, Retry):
         lane.on_failure(outcome.after)
-    elif isinstance(outcome, Stopped):
+    elif isinstance(outcome, Stopped) and not _absent(lane, outcome):
         lane.on_stop(outcome.cause)
     else:
         lane.on_answer(delivered=isinstance(outcome, Delivered))
+
+
+def _absent(lane: Lane, outcome: Stopped) -> bool:
+    """A 404 to a read names a thing that does not exist (not an affiliate, an event not
+    known yet): an answer about that thing, not about the key, so the lane does not pause."""
+    return lane.method == "GET" and outcome.cause.status == 404
 
 
 async def call(
@@ -189,6 +199,7 @@ async def call(
     body: bytes | None = None,
     params: Mapping[str, str] | None = None,
     events: int = 0,
+    path: str | None = None,
 ) -> Delivered[T] | Duplicate:
     """Send until a final answer: a :class:`Delivered` or :class:`Duplicate`; raises the
     :class:`~aiofuul.errors.APIError` of a refusal, or the last error once the policy's
@@ -199,7 +210,7 @@ async def call(
     while True:
         async with lane.slot(deadline=deadline, error=error):
             outcome = await deliver(
-                lane, transport, accept, body=body, params=params, events=events
+                lane, transport, accept, body=body, params=params, events=events, path=path
             )
         if isinstance(outcome, (Delivered, Duplicate)):
             return outcome

@@ -7,6 +7,7 @@ FuulError
 ├── QueueFullError             track() with queue_full="raise" and no room left
 ├── UndeliveredError           given to on_error: why tracked events were not delivered
 ├── TransportError             connection failed, timed out, or the response was unreadable
+├── WebhookError               a webhook body that is not a reward.earned (aiofuul.webhooks.parse)
 └── APIError                   the server answered with an error status
     ├── BadRequestError        400: the server refused the payload
     ├── AuthenticationError    401: missing or wrong API key
@@ -44,6 +45,7 @@ __all__ = [
     "TransportError",
     "UndeliveredError",
     "ValidationError",
+    "WebhookError",
 ]
 
 _MAX_SHOWN = 80
@@ -269,6 +271,37 @@ def error_for_status(
     if status >= 500:
         return ServerError(status, message)
     return _BY_STATUS.get(status, APIError)(status, message)
+
+
+class WebhookError(FuulError, ValueError):
+    """A webhook body that :func:`aiofuul.webhooks.parse` cannot take as a
+    ``reward.earned``. ``field`` names what is wrong (``body``, ``event_type``,
+    ``movement.amount``, ...) and ``rule`` what was expected; the message quotes the
+    value, truncated.
+
+    ``event_type`` is set when the body is a well-formed webhook of another type (one
+    Fuul may add): a receiver answers it 2xx and ignores it, since a retry cannot turn it
+    into a reward, and answers anything else 400.
+    """
+
+    def __init__(
+        self, field: str, rule: str, value: object = None, *, event_type: str | None = None
+    ):
+        self.field = field
+        self.rule = rule
+        self.value = value
+        self.event_type = event_type
+        shown = "" if value is None else f" (got {_shorten(value)})"
+        super().__init__(f"{field}: {rule}{shown}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_webhook_error, (self.field, self.rule, self.value, self.event_type))
+
+
+def _rebuild_webhook_error(
+    field: str, rule: str, value: object, event_type: str | None
+) -> WebhookError:
+    return WebhookError(field, rule, value, event_type=event_type)
 
 
 class FuulTimeoutError(FuulError, TimeoutError):

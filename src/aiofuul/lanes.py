@@ -253,6 +253,15 @@ _LANES: tuple[tuple[LaneName, str, str], ...] = (
     ("status", "GET", "events/status"),
     ("pipeline", "GET", "events/pipeline"),
     ("conversions", "GET", "conversions"),
+    # aiofuul.api's groups: each request names its own path under the group's.
+    ("users", "GET", "user"),
+    ("referral_codes", "GET", "referral_codes"),
+    ("affiliates", "GET", "affiliates"),
+    ("leaderboards", "GET", "payouts/leaderboard"),
+    ("payouts", "GET", "payouts"),
+    ("claim_checks", "GET", "claim-checks"),
+    ("audiences", "GET", "audiences"),
+    ("affiliate_portal", "GET", "affiliate-portal"),
 )
 
 

@@ -34,13 +34,18 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 __all__ = ["DEFAULT_LIMITS", "LaneName", "Limits", "RateLimit", "SlidingWindowLimiter"]
 
 #: The endpoints' names: the fields of :class:`Limits` that hold one endpoint's limit.
-LaneName = Literal["single", "batch", "status", "pipeline", "conversions"]
+LaneName = Literal[
+    "single", "batch", "status", "pipeline", "conversions",
+    # The endpoint groups of aiofuul.api, one lane each:
+    "users", "referral_codes", "affiliates", "leaderboards", "payouts", "claim_checks",
+    "audiences", "affiliate_portal",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,16 @@ class Limits:
     """``GET /v1/events/pipeline`` (documented: 100 a minute)."""
     conversions: RateLimit = field(default_factory=lambda: RateLimit(100, 60.0))
     """``GET /v1/conversions`` (not published: assumed the standard 100 a minute)."""
+    # The endpoint groups of aiofuul.api (fuul.users, ...), one budget each. Only
+    # payouts/totals is published (100 a minute); the rest assume the standard 100.
+    users: RateLimit = field(default_factory=lambda: RateLimit(100, 60.0))
+    referral_codes: RateLimit = field(default_factory=lambda: RateLimit(100, 60.0))
+    affiliates: RateLimit = field(default_factory=lambda: RateLimit(100, 60.0))
+    leaderboards: RateLimit = field(default_factory=lambda: RateLimit(100, 60.0))
+    payouts: RateLimit = field(default_factory=lambda: RateLimit(100, 60.0))
+    claim_checks: RateLimit = field(default_factory=lambda: RateLimit(100, 60.0))
+    audiences: RateLimit = field(default_factory=lambda: RateLimit(100, 60.0))
+    affiliate_portal: RateLimit = field(default_factory=lambda: RateLimit(100, 60.0))
 
     def events_per_second(self, max_batch: int) -> float:
         """The most events the two event lanes carry together: a second's single
@@ -89,14 +104,12 @@ class Limits:
     def scaled(self, time_scale: float) -> Limits:
         """Every period multiplied by ``time_scale``: ``DEFAULT_LIMITS.scaled(1/60)``
         gives the documented limits per second."""
-        return Limits(
-            self.single.scaled(time_scale),
-            self.batch.scaled(time_scale),
-            self.status.scaled(time_scale),
-            self.shared.scaled(time_scale) if self.shared else None,
-            self.pipeline.scaled(time_scale),
-            self.conversions.scaled(time_scale),
-        )
+        scaled = {
+            f.name: limit.scaled(time_scale)
+            for f in fields(self)
+            if isinstance(limit := getattr(self, f.name), RateLimit)
+        }
+        return replace(self, **scaled)
 
 
 #: The documented limits of the Fuul API: 100/min single, status and pipeline, 10/min batch.

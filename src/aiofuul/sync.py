@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
+from .api.sync_groups import SyncApiGroups
 from .client import FuulClient
 from .config import ClientConfig
 from .errors import ClientStateError, FuulTimeoutError
@@ -125,7 +126,7 @@ def _check_gevent() -> None:
         )
 
 
-class SyncFuulClient:
+class SyncFuulClient(SyncApiGroups):
     """The Fuul events API client for sync code. Thread-safe; one per API key and
     process is enough (threads share it). Takes :class:`~aiofuul.FuulClient`'s options,
     except ``session`` (an aiohttp session belongs to another loop), plus:

@@ -1,5 +1,5 @@
 """The ``aiofuul`` command line: ``demo``, ``sandbox``, ``send``, ``import``, ``status``,
-``outbox``.
+``outbox``, ``export``.
 
 Exit codes, the same for every command:
 
@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 from .._version import __version__
 from . import demo as demo
+from . import export as export
 from . import importer as importer
 from . import outbox as outbox
 from . import send as send
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show tracebacks (as aiofuul --debug)",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (demo, serve, send, importer, status, outbox):
+    for module in (demo, serve, send, importer, status, outbox, export):
         command = commands.add_parser(
             module.NAME,
             parents=[common],

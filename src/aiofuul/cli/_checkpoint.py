@@ -21,7 +21,7 @@ import msgspec
 
 from ._common import CLIError
 
-__all__ = ["Checkpoint", "Fingerprint"]
+__all__ = ["Checkpoint", "Fingerprint", "write_atomically"]
 
 _VERSION = 1
 
@@ -91,17 +91,22 @@ class Checkpoint(msgspec.Struct, kw_only=True):
 
     def save(self, path: Path) -> None:
         """Write atomically: the file is always a complete checkpoint."""
-        data = msgspec.json.format(msgspec.json.encode(self)) + b"\n"
-        # mkstemp creates the file with mode 0600 whatever the umask, and os.replace
-        # keeps that mode: the checkpoint is never readable by others, even briefly.
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomically(path, msgspec.json.format(msgspec.json.encode(self)) + b"\n")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that it is always the old or the new content, readable
+    by its owner only (the checkpoints of ``import`` and ``export``)."""
+    # mkstemp creates the file with mode 0600 whatever the umask, and os.replace
+    # keeps that mode: the checkpoint is never readable by others, even briefly.
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

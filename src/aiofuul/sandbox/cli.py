@@ -120,6 +120,13 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept this API key (repeatable); without scopes it has them all, "
         "'KEY:' has none (read-only). No --key: any key is accepted",
     )
+    parser.add_argument(
+        "--webhook-url",
+        default=None,
+        metavar="URL",
+        help="POST a reward.earned webhook here for each payout it makes; a non-2xx or a "
+        "timeout is retried with backoff (8 attempts)",
+    )
 
 
 def _add_rate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -205,6 +212,7 @@ def sandbox_from_args(ns: argparse.Namespace) -> Sandbox:
         retry_after=ns.retry_after,
         faults=faults,
         check_format=ns.check_format,
+        webhook_url=ns.webhook_url,
     )
 
 

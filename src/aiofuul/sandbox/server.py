@@ -12,7 +12,9 @@ Endpoints: ``POST events``, ``POST events/batch``, ``GET events/status``,
 an optional ``?project_id=`` (recorded, as the official SDK sends it). This module is
 the server and what every request goes through (key, scopes, rate limit, faults); the
 endpoints' own answers are in :mod:`~aiofuul.sandbox.sends` and
-:mod:`~aiofuul.sandbox.reads`.
+:mod:`~aiofuul.sandbox.reads`. The reads beyond events (referrers, codes, affiliates,
+leaderboards, payouts, claim checks, audiences, the affiliate portal) are the table of
+:mod:`~aiofuul.sandbox.api_reads`, answered from :attr:`Sandbox.state`.
 
 Example (any HTTP client will do; the sandbox only sees the wire)::
 
@@ -38,13 +40,16 @@ from aiohttp import hdrs, web
 
 from ..limits import DEFAULT_LIMITS, LaneName, Limits
 from ..models import Event
+from .api_reads import API_LANES, ROUTES, answer_route
 from .exchange import MAX_BODY, Exchange, RecordedRequest, drop
 from .faults import Dice, Faults, error_body, roll
 from .parsing import BadRequest
 from .reads import answer_conversions, answer_pipeline, answer_status, default_conversions
 from .sends import NO_SEND_SCOPE, SEND_LANES, TOO_LARGE, answer_send, may_send
+from .state import FuulState
 from .store import EventStore
 from .throttle import RetryAfter, Throttle, retry_after_value
+from .webhooks import WebhookRetry, WebhookSender
 
 __all__ = ["Sandbox"]
 
@@ -100,7 +105,13 @@ class Sandbox:
 
     ``GET events/pipeline`` reports an event as ``"pending"`` until
     :attr:`pipeline_delay` seconds after it was stored, then as :attr:`pipeline_status`
-    (``"success"``: with one attribution and one payout).
+    (``"success"``: with one attribution and one payout). Given ``webhook_url``, it
+    POSTs a ``reward.earned`` there for each such payout, retried per ``webhook_retry``
+    (see :mod:`~aiofuul.sandbox.webhooks`; :attr:`webhooks` tells what was sent).
+
+    :attr:`state` (a :class:`~aiofuul.sandbox.state.FuulState`) is the small Fuul the reads
+    beyond events answer from: set referrers, codes, affiliates and audiences there;
+    payouts are made from the stored events.
 
     Use it as ``async with Sandbox() as sb:`` or with :meth:`start` and :meth:`stop`.
     ``sb.faults``, ``sb.limits``, ``sb.retry_after``, ``sb.check_format``,
@@ -120,6 +131,8 @@ class Sandbox:
         check_format: bool = True,
         record_bodies: bool = False,
         conversions: Sequence[Mapping[str, Any]] | None = None,
+        webhook_url: str | None = None,
+        webhook_retry: WebhookRetry | None = None,
     ):
         self.host = host
         self.port = port
@@ -140,9 +153,15 @@ class Sandbox:
         self._keys = None if keys is None else {k: _scopes(v) for k, v in keys.items()}
         self._throttle = Throttle(limits)
         self._store = EventStore()
+        #: Referrers, codes, affiliates, payouts...: what the reads beyond events serve.
+        self.state = FuulState(self._store, lambda: self.conversions)
         self._dice = Dice()
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
+        #: Who POSTs the webhooks (None without ``webhook_url``): its attempts and counts.
+        self.webhooks = (
+            None if webhook_url is None else WebhookSender(webhook_url, webhook_retry, self)
+        )
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -152,6 +171,9 @@ class Sandbox:
         app = web.Application(client_max_size=MAX_BODY)
         for method, path, lane in _ROUTES:
             app.router.add_route(method, _API + path, functools.partial(self._serve, lane=lane))
+        for route in ROUTES:
+            serve = functools.partial(self._serve, lane=route.lane)
+            app.router.add_route("GET", _API + route.path, serve)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT
@@ -175,6 +197,8 @@ class Sandbox:
             return
         self._stopping.set()
         await runner.cleanup()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         _log.info("sandbox stopped")
 
     async def __aenter__(self) -> Sandbox:
@@ -214,6 +238,7 @@ class Sandbox:
         """Forget the stored events, the recorded requests and the rate counts (and
         restart the faults' random sequence from its seed)."""
         self._store.clear()
+        self.state.clear()
         self.requests.clear()
         self._throttle.clear()
         self._dice.reset()
@@ -326,14 +351,26 @@ class Sandbox:
             if lane in SEND_LANES:
                 body = await ex.read()
                 into = self._store if store else None
-                return answer_send(lane, body, scopes, self.check_format, into)
-            return (*self._answer_read(lane, ex.request.query), 0)
+                before = len(self._store.events)
+                answer = answer_send(lane, body, scopes, self.check_format, into)
+                if self.webhooks is not None:  # the events just stored are new at the end
+                    self.webhooks.payouts_for(self._store, before)
+                return answer
+            return (*self._answer_read(lane, ex.request, scopes), 0)
         except BadRequest as exc:
             return 400, exc.body(), exc.events
         except web.HTTPRequestEntityTooLarge:
             return 413, TOO_LARGE, 0
 
-    def _answer_read(self, lane: LaneName, query: Mapping[str, str]) -> tuple[int, bytes]:
+    def _answer_read(
+        self, lane: LaneName, request: web.Request, scopes: frozenset[str] | None
+    ) -> tuple[int, bytes]:
+        query = request.query
+        if lane in API_LANES:
+            resource = request.match_info.route.resource
+            path = "" if resource is None else resource.canonical.removeprefix(_API)
+            route = next(r for r in ROUTES if r.path == path)
+            return answer_route(route, self.state, query, request.match_info, scopes)
         if lane == "status":
             return answer_status(self._store, query)
         if lane == "conversions":

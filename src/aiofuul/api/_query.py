@@ -1,0 +1,99 @@
+"""The rules of the query values of :mod:`aiofuul.api`, in one place: each is refused
+before any request, with an error naming the field and the rule.
+
+``check_query_value`` stands in for ``aiofuul.validation.check_query_value`` (being
+added elsewhere); once that exists, this module imports it instead and nothing else
+changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from datetime import date, datetime, timezone
+
+from ..errors import ValidationError
+from ..models import User
+from ..validation import check_user
+
+__all__ = [
+    "check_choice",
+    "check_int_range",
+    "check_query_value",
+    "comma_list",
+    "moment",
+    "user_query",
+]
+
+_MAX_QUERY_VALUE = 1024
+
+
+def check_query_value(field: str, value: object) -> str:
+    """A query value: a non-empty string of at most 1,024 characters, without control
+    characters (they would end up mangled in a URL)."""
+    if not isinstance(value, str):
+        raise ValidationError(field, "must be a string", value)
+    value = str.__str__(value)
+    if not value.strip():
+        raise ValidationError(field, "must not be empty", value)
+    if len(value) > _MAX_QUERY_VALUE:
+        raise ValidationError(field, f"must be at most {_MAX_QUERY_VALUE} characters", value)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValidationError(field, "must not contain control characters", value)
+    return value
+
+
+def user_query(
+    user: User, type_name: str, check_format: bool, field: str = "user"
+) -> dict[str, str]:
+    """``user_identifier`` and the identifier type under the name this endpoint wants
+    (``identifier_type`` or ``user_identifier_type``)."""
+    user = check_user(user, check_format=check_format, field=field)
+    return {"user_identifier": user.identifier, type_name: user.identifier_type}
+
+
+def check_choice(field: str, value: object, allowed: Collection[str]) -> str:
+    """One of ``allowed``."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValidationError(field, "must be one of " + ", ".join(allowed), value)
+    return str.__str__(value)
+
+
+def check_int_range(field: str, value: object, low: int, high: int) -> int:
+    """An int from ``low`` to ``high`` (bools refused: ``True`` is not a page size)."""
+    if type(value) is not int or not low <= value <= high:
+        raise ValidationError(field, f"must be an integer from {low} to {high}", value)
+    return value
+
+
+def comma_list(field: str, values: Iterable[object], low: int = 1, high: int = 1000) -> str:
+    """Values joined with commas, as the API takes a list in a query; each value checked,
+    and none may hold a comma (it would split in two on the server)."""
+    if isinstance(values, (str, bytes)):
+        raise ValidationError(field, "must be a list of strings, not one string", values)
+    items = []
+    for i, value in enumerate(values):
+        text = check_query_value(f"{field}[{i}]", str(value) if type(value) is int else value)
+        if "," in text:
+            raise ValidationError(f"{field}[{i}]", "must not contain a comma", text)
+        items.append(text)
+    if not low <= len(items) <= high:
+        raise ValidationError(field, f"must hold {low} to {high} items, not {len(items)}")
+    return ",".join(items)
+
+
+def moment(field: str, value: object) -> str:
+    """A date for a query: a ``datetime`` (naive: UTC), a ``date``, or an ISO 8601
+    string, sent as ISO 8601."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    text = check_query_value(field, value)
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        rule = "must be a datetime, a date or an ISO 8601 string"
+        raise ValidationError(field, rule, text) from None
+    return text

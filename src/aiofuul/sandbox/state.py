@@ -1,0 +1,274 @@
+"""The sandbox's small Fuul: who referred whom, referral codes, affiliates, audiences,
+and the payouts its pipeline makes of the stored events, with the claim checks they
+give. Every read endpoint of :mod:`~aiofuul.sandbox.api_reads` answers from this one
+state, so answers agree with each other (a movement is a payout is a leaderboard's
+amount is a claim check).
+
+A stored event pays when one of the sandbox's conversions has a trigger of its name:
+its user gets a payout of ``args["amount"]`` (1 when absent), in points, or on chain
+when ``args["currency_address"]`` is set (with ``args["chain_id"]``); its
+``args["volume_usd"]`` counts as volume. If the user has a referrer, the referrer gets
+:attr:`FuulState.referrer_rate` of it too. Referrers are set by tests
+(:meth:`FuulState.set_referrer`) or by the writes of the API.
+
+Payouts are made when a read needs them (:meth:`FuulState.catch_up`), in the order
+the events were stored; ``on_payout`` callbacks see each one as it is made.
+
+Example::
+
+    sb.state.set_referrer(alice, referrer=bob, code="BOB1")
+    sb.state.add_affiliate(bob, name="Bob")
+    sb.state.store_events(events)      # or send them through the API
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ..models import Event, User
+from .reads import _conversion_of
+from .store import EventStore
+
+__all__ = ["Affiliate", "ClaimCheck", "Code", "FuulState", "Payout", "Referral"]
+
+_IDS = uuid.UUID("0b5e9c1e-64a8-4f61-9a63-9a2f0f1d8e21")
+Key = tuple[str, str]
+
+
+def key(user: User) -> Key:
+    """A user as a dict key: ``(identifier, identifier_type)``."""
+    return (user.identifier, user.identifier_type)
+
+
+def _number(value: object, default: Decimal) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return default
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return default
+    return number if number.is_finite() else default
+
+
+@dataclass
+class Referral:
+    """``user`` was referred by ``referrer`` (with ``code``, at ``at``: epoch seconds)."""
+
+    user: User
+    referrer: User
+    code: str | None
+    at: float
+
+
+@dataclass
+class Code:
+    """A referral code of ``owner`` and the users who used it."""
+
+    code: str
+    owner: User
+    created_at: float
+    max_uses: int | None = None
+    used_by: list[tuple[User, float]] = field(default_factory=list)
+    clicks: int = 0
+
+
+@dataclass
+class Affiliate:
+    """A user who is an affiliate of the project."""
+
+    user: User
+    id: str
+    name: str
+    region: str
+    updated_at: float
+    tier: dict[str, Any] | None = None
+
+
+@dataclass
+class Payout:
+    """One payout the pipeline made of a stored event, to its user or its referrer."""
+
+    id: str
+    user: User
+    end_user: User
+    referrer: User | None
+    is_referrer: bool
+    type: str
+    amount: Decimal
+    volume_usd: Decimal
+    currency_address: str | None
+    chain_id: int | None
+    conversion_id: str | None
+    conversion_name: str | None
+    dedup_id: str
+    at: float
+    status: str = "accepted"
+
+    @property
+    def reason(self) -> str:
+        """``affiliate_payout`` or ``end_user_payout``."""
+        return "affiliate_payout" if self.is_referrer else "end_user_payout"
+
+
+@dataclass
+class ClaimCheck:
+    """What an on-chain payout lets its user claim."""
+
+    payout: Payout
+    status: str = "unclaimed"
+    claimed_at: float | None = None
+    hash: str | None = None
+
+
+class FuulState:
+    """The sandbox's state beyond events (see the module docstring)."""
+
+    def __init__(self, store: EventStore, conversions: Callable[[], Sequence[Mapping[str, Any]]]):
+        self._store = store
+        self._conversions = conversions
+        #: The share of a referred user's payout its referrer gets.
+        self.referrer_rate = Decimal("0.1")
+        #: Called with each payout as it is made.
+        self.on_payout: list[Callable[[Payout], None]] = []
+        #: The project's tiers, as ``payouts/terms-by-tier`` answers them.
+        self.tiers: list[dict[str, Any]] = [
+            {"tier_id": str(uuid.uuid5(_IDS, t)), "tier_name": t.title(), "tier_slug": t,
+             "tier_rank": rank, "tier_description": f"The {t} tier", "payout_terms": []}
+            for rank, t in enumerate(("bronze", "silver", "gold"), 1)
+        ]  # fmt: skip
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget everything (the stored events are the store's, cleared by its owner)."""
+        self.referrals: dict[Key, Referral] = {}
+        self.codes: dict[str, Code] = {}
+        self.affiliates: dict[Key, Affiliate] = {}
+        self.audiences: dict[Key, list[dict[str, Any]]] = {}
+        self.payouts: list[Payout] = []
+        self.claim_checks: dict[str, ClaimCheck] = {}
+        self._by_user: dict[Key, list[Payout]] = {}
+        self._referred: dict[Key, list[User]] = {}
+        self._seen = 0
+
+    # -- set up by tests (and by the API's writes) ---------------------------------------
+    def set_referrer(
+        self, user: User, referrer: User, code: str | None = None, at: float | None = None
+    ) -> None:
+        """Record (or overwrite) who referred ``user``; a ``code`` of the referrer's is
+        counted as used."""
+        old = self.referrals.get(key(user))
+        if old is not None:
+            self._referred[key(old.referrer)].remove(user)
+        when = time.time() if at is None else at
+        self.referrals[key(user)] = Referral(user, referrer, code, when)
+        self._referred.setdefault(key(referrer), []).append(user)
+        if code is not None:
+            found = self.codes.get(code) or self.add_code(referrer, code)
+            found.used_by.append((user, when))
+
+    def referred_by(self, referrer: User) -> list[User]:
+        """The users ``referrer`` referred, in the order they were."""
+        return list(self._referred.get(key(referrer), ()))
+
+    def add_code(self, owner: User, code: str | None = None, max_uses: int | None = None) -> Code:
+        """A new referral code of ``owner`` (a random one when ``code`` is None)."""
+        code = code or uuid.uuid4().hex[:8].upper()
+        made = self.codes[code] = Code(code, owner, time.time(), max_uses)
+        return made
+
+    def add_affiliate(
+        self, user: User, name: str = "", region: str = "US", tier: str | None = None
+    ) -> Affiliate:
+        """Make ``user`` an affiliate (``tier``: a tier slug of :attr:`tiers`)."""
+        found = next((t for t in self.tiers if t["tier_slug"] == tier), None)
+        current = None
+        if found is not None:
+            current = {"id": found["tier_id"], "name": found["tier_name"],
+                       "slug": found["tier_slug"], "rank": found["tier_rank"]}  # fmt: skip
+        ident = str(uuid.uuid5(_IDS, "/".join(key(user))))
+        made = Affiliate(user, ident, name or user.identifier, region, time.time(), current)
+        self.affiliates[key(user)] = made
+        return made
+
+    def add_audience(self, user: User, name: str, badge_name: str | None = None) -> None:
+        """Put ``user`` in the audience segment ``name``."""
+        segment = {"id": str(uuid.uuid5(_IDS, name)), "name": name,
+                   "badge_name": badge_name or name, "badge_description": f"Member of {name}",
+                   "badge_image": None, "active": True}  # fmt: skip
+        self.audiences.setdefault(key(user), []).append(segment)
+
+    def store_events(self, events: Iterable[Event]) -> int:
+        """Store events as if they had been sent (a test's shortcut past the rate
+        limits); returns how many were new."""
+        return self._store.add_all(events)
+
+    def claim(self, user: User) -> int:
+        """Claim every unclaimed check of ``user`` in one transaction; returns how many."""
+        self.catch_up()
+        tx = "0x" + uuid.uuid4().hex * 2
+        checks = [c for c in self.checks_of(user) if c.status == "unclaimed"]
+        for check in checks:
+            check.status, check.claimed_at, check.hash = "claimed", time.time(), tx
+        return len(checks)
+
+    # -- what the pipeline made of the events --------------------------------------------
+    def catch_up(self) -> None:
+        """Make the payouts of the events stored since the last call."""
+        events = self._store.events
+        conversions = self._conversions()
+        while self._seen < len(events):
+            event = events[self._seen]
+            self._seen += 1
+            if event.user is None:
+                continue
+            conversion = _conversion_of(conversions, event.name)
+            if not conversion:
+                continue
+            stored = self._store.lookup(event.dedup_id)
+            at = stored.wall if stored is not None else time.time()
+            self._pay(event, event.user, conversion, at)
+
+    def _pay(self, event: Event, user: User, conversion: Mapping[str, Any], at: float) -> None:
+        args = event.args or {}
+        amount = _number(args.get("amount"), Decimal(1))
+        currency = args.get("currency_address")
+        chain = args.get("chain_id")
+        referral = self.referrals.get(key(user))
+        referrer = None if referral is None else referral.referrer
+        mine = Payout(
+            id=str(uuid.uuid5(_IDS, event.dedup_id)), user=user, end_user=user,
+            referrer=referrer, is_referrer=False,
+            type="onchain-currency" if isinstance(currency, str) else "point",
+            amount=amount, volume_usd=_number(args.get("volume_usd"), Decimal(0)),
+            currency_address=currency if isinstance(currency, str) else None,
+            chain_id=chain if type(chain) is int else None,
+            conversion_id=conversion.get("id"), conversion_name=conversion.get("name"),
+            dedup_id=event.dedup_id, at=at,
+        )  # fmt: skip
+        self._add(mine)
+        if referrer is not None:
+            ident = str(uuid.uuid5(_IDS, event.dedup_id + "/referrer"))
+            share = amount * self.referrer_rate
+            self._add(replace(mine, id=ident, user=referrer, is_referrer=True, amount=share))
+
+    def _add(self, payout: Payout) -> None:
+        self.payouts.append(payout)
+        self._by_user.setdefault(key(payout.user), []).append(payout)
+        if payout.type == "onchain-currency":
+            self.claim_checks[payout.id] = ClaimCheck(payout)
+        for listener in self.on_payout:
+            listener(payout)
+
+    def payouts_of(self, user: User) -> list[Payout]:
+        """``user``'s payouts (as end user and as referrer), oldest first."""
+        self.catch_up()
+        return self._by_user.get(key(user), [])
+
+    def checks_of(self, user: User) -> list[ClaimCheck]:
+        """``user``'s claim checks, oldest first."""
+        return [self.claim_checks[p.id] for p in self.payouts_of(user) if p.id in self.claim_checks]
