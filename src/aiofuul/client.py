@@ -105,7 +105,11 @@ def _report_unclosed(sender: Sender, site: str) -> None:
 
 class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
     """The Fuul events API client. Use one per API key and event loop, ideally as
-    ``async with FuulClient(...) as fuul:`` (or call :meth:`aclose` yourself).
+    ``async with FuulClient(...) as fuul:`` (or call :meth:`aclose` yourself). A client
+    never closed still delivers what it accepted: dropped, it closes itself on its loop;
+    when its loop shuts down (``asyncio.run()`` ending), it closes within
+    ``close_timeout`` first. It then warns once where it was created (see
+    :mod:`~aiofuul.lifecycle`).
 
     :param api_key: the key; defaults to ``$FUUL_API_KEY``. Never logged or shown.
     :param base_url: defaults to ``$FUUL_BASE_URL``, else ``https://api.fuul.xyz/api/v1/``.
