@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol
@@ -60,6 +61,9 @@ def warn_unclosed(kind: str, site: str, what: str, fix: str) -> None:
         return
     _warned.add(site)
     log.warning("%s created at %s was never closed; %s. Close it: %s", kind, site, what, fix)
+    # Python's own signal for a resource never closed (shown with -X dev or -W default).
+    message = f"{kind} created at {site} was never closed; close it: {fix}"
+    warnings.warn(message, ResourceWarning, stacklevel=1)
 
 
 def describe_outcome(before: Stats, after: Stats) -> str:
