@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
+import multiprocessing.process
 import signal
 import subprocess
 import sys
@@ -170,6 +172,13 @@ def test_the_private_exit_hook_exists() -> None:
         "atexit, which multiprocessing children never run; find its replacement"
     )
     assert _exit.EARLY_EXIT_HOOK
+    # multiprocessing children leave through os._exit(): they run these hooks only
+    # because BaseProcess._bootstrap calls threading._shutdown() first.
+    bootstrap = inspect.getsource(multiprocessing.process.BaseProcess._bootstrap)
+    assert "threading._shutdown()" in bootstrap, (
+        "multiprocessing children no longer call threading._shutdown(): register "
+        "aiofuul._exit._run_hooks with multiprocessing.util.Finalize in each child"
+    )
     registered = [getattr(c, "func", c) for c in threading._threading_atexits]  # type: ignore[attr-defined]
     assert _exit._run_hooks in registered
 
