@@ -13,6 +13,9 @@ An accepted event must be delivered or reported even when the user forgot ``aclo
   suspended async generator per loop, the *keeper*, is started when the first client
   binds there; its ``finally`` runs on the still-open loop and closes the clients. This
   is the documented hook every asyncio loop (uvloop included) honours.
+- At **interpreter exit** (:mod:`aiofuul._exit`), a client whose loop still runs in
+  another thread is closed there; one whose loop was closed by hand (no
+  ``asyncio.run()``) reports what it holds while logging still works.
 
 Either way the client then says once, at WARNING, that it was never closed, where it was
 created and how to close it; what could not be delivered is reported as always (the log,
@@ -67,6 +70,8 @@ def warn_unclosed(kind: str, site: str, what: str, fix: str) -> None:
 
 
 def describe_outcome(before: Stats, after: Stats) -> str:
+    """What happened to a client's events between two snapshots, for the warning:
+    ``"250 event(s) delivered"``, ``"0 event(s) delivered, 20 not (reported above)"``."""
     delivered = after.delivered + after.duplicates - before.delivered - before.duplicates
     text = f"{delivered} event(s) delivered"
     missed = after.failed + after.dropped + after.rejected + after.handed_off + after.queued
