@@ -38,6 +38,7 @@ from .referral_codes import (
     ReferralCodes,
     ReferralStatus,
 )
+from .sync_groups import SyncGroup, SyncPaginator
 from .users import UserReferrer, Users
 
 __all__ = [
@@ -71,6 +72,8 @@ __all__ = [
     "ReferralStatus",
     "ReferredUsersEntry",
     "ReferredVolume",
+    "SyncGroup",
+    "SyncPaginator",
     "Text",
     "Tier",
     "TierTerms",

@@ -89,8 +89,8 @@ class Group:
             raw = decode_json(body)
             try:
                 return None if raw is None else (read(raw),)
-            except (msgspec.ValidationError, KeyError, TypeError, ValueError):
-                return None
+            except (msgspec.ValidationError, KeyError, TypeError, ValueError, RecursionError):
+                return None  # RecursionError: nested deeper than the readers recurse
 
         try:
             outcome = await call(
