@@ -491,3 +491,19 @@ def test_what_cannot_be_delivered_is_reported_at_exit(body: str) -> None:
         assert "on_error 20" in proc.stderr, proc.stderr
     else:  # requests under way when the loop closed never end: on_error has the queue
         assert "on_error" in proc.stderr, proc.stderr
+
+
+def test_readme_sync_example_runs_as_written(live: LiveSandbox) -> None:
+    # README, "From sync code": the first block, as a script that falls off the end.
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("\n## From sync code (") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    script = live.directory / "readme_sync.py"
+    script.write_text(code.group(1))
+    env = dict(os.environ, FUUL_API_KEY=API_KEY, FUUL_BASE_URL=live.sb.url)
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "dep-1" in live.stored() and len(live.stored()) == 2, proc.stderr
