@@ -179,8 +179,16 @@ def test_the_private_exit_hook_exists() -> None:
         "multiprocessing children no longer call threading._shutdown(): register "
         "aiofuul._exit._run_hooks with multiprocessing.util.Finalize in each child"
     )
-    registered = [getattr(c, "func", c) for c in threading._threading_atexits]  # type: ignore[attr-defined]
-    assert _exit._run_hooks in registered
+
+    # Registered as a partial (3.10-3.12) or a lambda (3.13) around the function.
+    def wraps_ours(call: object) -> bool:
+        if getattr(call, "func", None) is _exit._run_hooks:
+            return True
+        cells = getattr(call, "__closure__", None) or ()
+        return any(cell.cell_contents is _exit._run_hooks for cell in cells)
+
+    registered = threading._threading_atexits  # type: ignore[attr-defined]
+    assert any(wraps_ours(call) for call in registered)
 
 
 # -- Ctrl-C during the exit drain ----------------------------------------------------------
