@@ -233,7 +233,7 @@ class SyncFuulClient(SyncApiGroups):
     def close(self, timeout: float | None = None) -> None:
         """Stop taking events, deliver what is queued within ``timeout`` seconds (default
         ``config.close_timeout``), report the rest (``on_error``, the log), stop the
-        thread. Safe to call twice; returns within ``timeout`` plus two seconds."""
+        thread. Safe to call twice; returns within ``timeout`` plus three seconds."""
         with self._lock:
             if self._closed:
                 return
