@@ -76,8 +76,6 @@ SIGNALS: dict[tuple[str, str], str] = {
 }
 # Being fixed on other branches today: remove each once its fix is merged.
 IN_FLIGHT: dict[tuple[str, str], str] = {
-    # fixed by h1-lifecycle: FuulTimeoutError
-    ("sync.py", "TimeoutError"): "the sync client's call timeout",
     # h4-redis is refusing the Redis URL's options as ConfigurationError today
     ("redis_outbox.py", "ValueError"): "adopt_after <= 0 in the Redis URL",
 }
@@ -89,8 +87,6 @@ SYNC_EQUIVALENTS = {
     "start": "track",  # started on first use
     "track_threadsafe": "track",  # its track() is thread-safe already
 }
-# Missing from the sync client today (sync.py is another branch's): remove on merge.
-SYNC_MISSING_IN_FLIGHT = {"wait_for_pipeline"}
 
 
 # -- exports ---------------------------------------------------------------------------
@@ -190,9 +186,7 @@ def test_the_sync_client_has_every_public_method_of_the_async_one() -> None:
         return {name for name in dir(cls) if not name.startswith("_")}
 
     sync, async_ = public(aiofuul.SyncFuulClient), public(aiofuul.FuulClient)
-    missing = {
-        name for name in async_ - sync if SYNC_EQUIVALENTS.get(name) not in sync
-    } - SYNC_MISSING_IN_FLIGHT
+    missing = {name for name in async_ - sync if SYNC_EQUIVALENTS.get(name) not in sync}
     assert missing == set(), "FuulClient methods the SyncFuulClient lacks"
     assert sync - async_ == {"close"}
 

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import msgspec
 
+from . import lifecycle
 from .api import ApiGroups
 from .config import ClientConfig
 from .endpoints import project_query
@@ -41,6 +43,7 @@ from .events import EventFactory, EventFields
 from .handoff import Handoff
 from .lanes import make_lanes
 from .ledger import Journal, Observer, OnError, Stats
+from .lifecycle import creation_site
 from .models import User
 from .outbox import Outbox
 from .reads import ReadEndpoints
@@ -81,14 +84,20 @@ def _mark_inactive(ref: weakref.ref[FuulClient]) -> Callable[[], None]:
     return ended
 
 
-def _report_unclosed(sender: Sender) -> None:
-    """A client garbage-collected without ``aclose()``: say what it loses."""
+def _report_unclosed(sender: Sender, site: str) -> None:
+    """A client collected without ``aclose()`` after its loop ended (so it could not
+    close itself, see :mod:`~aiofuul.lifecycle`): report what it loses."""
     lost = sender.ledger.tracked - sender.ledger.settled()
+    sender.abandon()  # each queued event to the log and on_error, with its dedup id
     if lost:
-        log.error("FuulClient garbage-collected without aclose(): %d event(s) lost", lost)
+        fix = "use 'async with FuulClient() as fuul:' or 'await fuul.aclose()'"
+        log.error(
+            "FuulClient created at %s was garbage-collected without aclose() after its "
+            "event loop ended: %d event(s) not delivered; %s",
+            site, lost, fix,
+        )  # fmt: skip
         warnings.warn(
-            f"FuulClient garbage-collected with {lost} undelivered event(s); "
-            "use 'async with FuulClient()' or 'await fuul.aclose()'",
+            f"FuulClient garbage-collected with undelivered events; {fix}",
             ResourceWarning,
             stacklevel=1,
         )
@@ -96,7 +105,11 @@ def _report_unclosed(sender: Sender) -> None:
 
 class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
     """The Fuul events API client. Use one per API key and event loop, ideally as
-    ``async with FuulClient(...) as fuul:`` (or call :meth:`aclose` yourself).
+    ``async with FuulClient(...) as fuul:`` (or call :meth:`aclose` yourself). A client
+    never closed still delivers what it accepted: dropped, it closes itself on its loop;
+    when its loop shuts down (``asyncio.run()`` ending), it closes within
+    ``close_timeout`` first. It then warns once where it was created (see
+    :mod:`~aiofuul.lifecycle`).
 
     :param api_key: the key; defaults to ``$FUUL_API_KEY``. Never logged or shown.
     :param base_url: defaults to ``$FUUL_BASE_URL``, else ``https://api.fuul.xyz/api/v1/``.
@@ -164,6 +177,8 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
         # True unless track() may go straight to the queue: not bound yet, closed,
         # forked, or the sender gone with its loop. One flag for the hot path to read.
         self._inactive = True
+        self._site = creation_site()  # for the warning if it is never closed
+        self._keeper: object = None  # see lifecycle.watch
         _clients.add(self)
 
     def __repr__(self) -> str:
@@ -209,6 +224,10 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
             self._handoff = Handoff(loop, self._sender.enqueue_from_thread)
             self._sender.start(loop, on_end=_mark_inactive(weakref.ref(self)))
             self._inactive = False
+            # Closes it if the loop shuts down first; reports what it holds at exit if
+            # the loop stopped for good (the report holds the sender, not the client).
+            report = functools.partial(_report_unclosed, self._sender, self._site)
+            self._keeper = lifecycle.watch(self, loop, self._site, report)
             if self.config.check_event_names:
                 self._names_loaded = loop.create_task(self._events.load_names(self.conversions))
         return loop
@@ -225,6 +244,7 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
                 "aclose() must be awaited on the event loop this FuulClient belongs to"
             )
         self._closed = self._inactive = True
+        lifecycle.forget(self, self._loop)
         try:
             if self._loop is not None:
                 if self._handoff is not None:
@@ -241,8 +261,10 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
                 await self._transport.close()
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            _report_unclosed(self._sender)
+        if getattr(self, "_closed", True) or self._forked or self._loop is None:
+            return  # closed, the parent's, or never started (nothing queued)
+        if not lifecycle.adopt(self, self._loop, self._site):  # it delivers and closes
+            _report_unclosed(self._sender, self._site)
 
     # -- tracking -------------------------------------------------------------------------
     def track(

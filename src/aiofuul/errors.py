@@ -328,3 +328,15 @@ def _rebuild_webhook_error(
     field: str, rule: str, value: object, event_type: str | None
 ) -> WebhookError:
     return WebhookError(field, rule, value, event_type=event_type)
+
+
+class FuulTimeoutError(FuulError, TimeoutError):
+    """A blocking call of :class:`~aiofuul.SyncFuulClient` got no answer within its
+    ``timeout`` (the call is cancelled). Caught by ``except FuulError`` and by
+    ``except TimeoutError``::
+
+        try:
+            fuul.send_event("deposit", user, dedup_id="dep-1", timeout=5)
+        except FuulTimeoutError:
+            ...  # retry later: the dedup id makes a second send harmless
+    """

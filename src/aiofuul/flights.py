@@ -157,10 +157,11 @@ class Flights:
         if not flight.running:  # never sent: its slot goes back without counting
             flight.lane.cancel()
         if task.cancelled():
+            # By a close past its timeout (which then reports the queue), or by the loop
+            # shutting down (the queue waits for close() to resume delivery). The server
+            # may have them: sending them again is harmless, their dedup ids say so.
             self.count_out(flight)
-            self._backlog.settle(
-                flight.items, "failed", UndeliveredError("shutdown", len(flight.items))
-            )
+            self._backlog.requeue(flight.items)
         elif task.exception() is not None:  # a bug (a shared limiter's, say): retry later
             log.error("request failed unexpectedly; will retry", exc_info=task.exception())
             flight.lane.on_failure()  # never retried without backing off

@@ -31,7 +31,9 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -134,6 +136,38 @@ def _lock(path: Path) -> IO[str]:
     return handle
 
 
+#: Released after a fork: the outbox threads parked before it wait on it.
+_parked: list[threading.Event] = []
+
+
+def _park(executor: ThreadPoolExecutor) -> None:
+    """Hold an outbox's one worker thread in a task of ours until the fork is done: a
+    fork while that thread is inside SQLite leaves SQLite's mutex locked in the child,
+    whose own outbox then hangs on its first open."""
+    release, started = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(30)
+
+    try:
+        executor.submit(hold)
+    except RuntimeError:  # the outbox is closed: its thread is not in SQLite
+        return
+    _parked.append(release)
+    started.wait(5)
+
+
+def _before_fork() -> None:
+    for outbox in list(_open):
+        _park(outbox._thread)
+
+
+def _after_fork() -> None:
+    while _parked:
+        _parked.pop().set()
+
+
 class Outbox:
     """The journal the sender reports to: which events were accepted, which settled."""
 
@@ -162,6 +196,7 @@ class Outbox:
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
         self.down = False  # the writer failed: nothing is written any more
+        _open.add(self)
 
     # -- called by the sender on the loop (cheap: list appends) ----------------------
     def added(self, event: Event) -> None:
@@ -280,7 +315,16 @@ class Outbox:
         if self._conn is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._conn.close)
         self._thread.shutdown(wait=True)
+        _open.discard(self)
         self._lock_file.close()
+
+
+#: Outboxes not closed yet in this process, whose threads a fork must park.
+_open: weakref.WeakSet[Outbox] = weakref.WeakSet()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork
+    )
 
 
 # -- managing a file no client has open (``aiofuul outbox``) ------------------------------

@@ -78,6 +78,7 @@ class Sender:
         self._hurry = 0
         self._stopping = False
         self._worker: asyncio.Task[None] | None = None
+        self._suspended = False  # the worker was cancelled by its loop, not by close()
         self._on_end: Callable[[], None] | None = None
         self._finished = False
         self._overload = OverloadMonitor(
@@ -90,16 +91,25 @@ class Sender:
     ) -> None:
         """Start the worker on ``loop``; ``on_end()`` is called when it ends."""
         self._on_end = on_end
+        self._start_worker(loop)
+        self._overload.start(loop)
+
+    def _start_worker(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._suspended = False
         self._worker = loop.create_task(self._run(), name="aiofuul-sender")
         self._worker.add_done_callback(self._worker_done)
-        self._overload.start(loop)
 
     def _worker_done(self, task: asyncio.Task[None]) -> None:
         self._overload.stop()
         if self._on_end is not None:
             self._on_end()
-        # Also reached when the loop shuts down without aclose() and cancels the
-        # worker, possibly before it ever ran: whatever is queued is reported here.
+        if task.cancelled() and not self._stopping:
+            # The loop is shutting down without aclose(): asyncio.run() cancels every
+            # task before it lets the client close itself (see aiofuul.lifecycle). The
+            # queue waits for close(), which resumes delivery; a client that is never
+            # closed reports it when it is collected or at exit.
+            self._suspended = True
+            return
         if self.backlog and not self._stopping:
             log.error(
                 "aiofuul sender ended (event loop closing without aclose()?) "
@@ -169,7 +179,7 @@ class Sender:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.ledger.journal is not None:
+        if self.ledger.journal is not None and not self._ready.is_set():
             await self._recover(self.ledger.journal)
         self._ready.set()
         while True:
@@ -267,6 +277,8 @@ class Sender:
         self._hurry += 1
         self.queue.tell_room(stopping=True)
         self._wake.set()
+        if self._suspended:  # cancelled by the loop's shutdown: deliver now, on it
+            self._start_worker(asyncio.get_running_loop())
         worker = self._worker
         if worker is None or worker.done():
             self.abandon()

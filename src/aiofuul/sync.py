@@ -13,14 +13,19 @@ Example::
     fuul.track("trade", user, args={"size": 2})   # non-blocking, thread-safe
     fuul.send_event("deposit", user, dedup_id="dep-1", timeout=10)   # blocking
     fuul.flush(timeout=5)
-    # no close() needed at exit: queued events are delivered within close_timeout
+    # a client kept in a global needs no close(): at exit it delivers within close_timeout
 
 Life cycle:
 
 - Lazy: nothing runs until the first call, so a pre-fork master (gunicorn --preload)
   that only creates the client starts no thread and opens no outbox.
-- At interpreter exit, queued events are delivered within ``config.close_timeout``
-  (``close_at_exit=False`` turns this off); the count that could not be is logged.
+- The loop thread and its async client (a runner) are held by this module until
+  stopped, not by the SyncFuulClient: a client the user drops without ``close()``
+  delivers what it holds in the background, then stops, and says once where it was made.
+- At exit (and at the end of a ``multiprocessing`` child), one hook closes every runner
+  of the process at once, each within its ``config.close_timeout``
+  (``close_at_exit=False`` turns this off); the count that could not be delivered is
+  logged. See :mod:`aiofuul._exit` for why that hook runs where it does.
 - After ``os.fork()`` the child's first call starts a fresh loop and client with an
   empty queue (the parent's events stay the parent's); with an outbox, the child uses
   :func:`outbox_for_pid` of the configured path. :func:`leftover_outboxes` finds the
@@ -31,9 +36,7 @@ Life cycle:
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
-import concurrent.futures.thread
 import logging
 import os
 import sys
@@ -41,7 +44,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,10 +52,12 @@ import msgspec
 from .api.sync_groups import SyncApiGroups
 from .client import FuulClient
 from .config import ClientConfig
-from .errors import ClientStateError
+from .errors import ClientStateError, FuulTimeoutError
 from .ledger import OnError, Stats
+from .lifecycle import creation_site
 from .models import BatchResult, Conversion, Event, EventPipeline, SendResult, User
 from .redis_outbox import is_redis_url
+from .runner import GRACE, Runner
 from .transport import Transport, resolve_base_url
 
 if TYPE_CHECKING:
@@ -66,62 +70,17 @@ __all__ = ["SyncFuulClient", "leftover_outboxes", "outbox_for_pid"]
 T = TypeVar("T")
 log = logging.getLogger("aiofuul")
 
-#: Added to a caller's timeout when waiting for the loop thread: the async call times
-#: itself out first and reports properly; this only bounds a loop that is stuck.
-_GRACE = 1.0
 
 _clients: weakref.WeakSet[SyncFuulClient] = weakref.WeakSet()
-#: Objects the parent owned, kept alive in a forked child: collecting them there would
-#: report the parent's queued events as lost and close the parent's resources.
-_orphans: list[object] = []
-
-
-#: Released after a fork: the outbox threads parked by _before_fork wait on it.
-_parked: list[threading.Event] = []
-
-
-def _park(executor: concurrent.futures.Executor) -> None:
-    """Hold the outbox's one worker thread in a task of ours until the fork is done: a
-    fork while that thread is inside SQLite leaves SQLite's mutex locked in the child,
-    whose own outbox then hangs on its first open."""
-    release, started = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        started.set()
-        release.wait(30)
-
-    try:
-        executor.submit(hold)
-    except RuntimeError:  # the outbox is closed: its thread is not in SQLite
-        return
-    _parked.append(release)
-    started.wait(5)
-
-
-def _before_fork() -> None:
-    for client in list(_clients):
-        runner = client._own_runner()
-        outbox = None if runner is None else getattr(runner.client, "_outbox", None)
-        executor = getattr(outbox, "_thread", None)
-        if isinstance(executor, concurrent.futures.Executor):
-            _park(executor)
-
-
-def _release_parked() -> None:
-    while _parked:
-        _parked.pop().set()
 
 
 def _after_fork_in_child() -> None:
-    _release_parked()
     for client in list(_clients):
         client._forked_reset()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork, after_in_parent=_release_parked, after_in_child=_after_fork_in_child
-    )
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def outbox_for_pid(path: str | os.PathLike[str], pid: int) -> Path:
@@ -167,47 +126,6 @@ def _check_gevent() -> None:
         )
 
 
-@dataclass
-class _Runner:
-    """A loop on a daemon thread and the async client it runs, in one process."""
-
-    loop: asyncio.AbstractEventLoop
-    thread: threading.Thread
-    client: FuulClient
-    pid: int
-
-    @classmethod
-    def start(cls, client: FuulClient) -> _Runner:
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="aiofuul-sync", daemon=True)
-        thread.start()
-        runner = cls(loop, thread, client, os.getpid())
-        try:
-            asyncio.run_coroutine_threadsafe(client.start(), loop).result()
-        except BaseException:
-            runner.stop(0.0)
-            raise
-        return runner
-
-    def stop(self, timeout: float) -> int:
-        """Close the client within ``timeout`` s, stop the loop; return the number of
-        events that ended undelivered on the way (or are still queued)."""
-        before = self.client.stats()
-        future = asyncio.run_coroutine_threadsafe(self.client.aclose(timeout), self.loop)
-        try:
-            future.result(timeout + _GRACE)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-        except Exception:  # already reported by the client; the count below says what
-            log.debug("closing the client failed", exc_info=True)
-        after = self.client.stats()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(_GRACE)
-        if not self.thread.is_alive():
-            self.loop.close()
-        return after.failed + after.dropped + after.queued - before.failed - before.dropped
-
-
 class SyncFuulClient(SyncApiGroups):
     """The Fuul events API client for sync code. Thread-safe; one per API key and
     process is enough (threads share it). Takes :class:`~aiofuul.FuulClient`'s options,
@@ -247,15 +165,15 @@ class SyncFuulClient(SyncApiGroups):
         self._outbox = outbox
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._runner: _Runner | None = None
+        self._runner: Runner | None = None
         # The hot path reads this alone: None until started, after close or a fork.
         self._client: FuulClient | None = None
         self._closed = False
         self._final: Stats | None = None
         self._hooks: list[Callable[[FuulClient], None]] = []  # see _each_client
         self.close_at_exit = close_at_exit
+        self._site = creation_site()  # for the warning if it is dropped unclosed
         _clients.add(self)
-        _register_exit_hook(weakref.ref(self))
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -282,9 +200,9 @@ class SyncFuulClient(SyncApiGroups):
             if runner is not None and runner.pid == os.getpid():
                 self._client = runner.client
                 return runner.client
-            if runner is not None:  # the parent's, before a fork
-                _orphans.append(runner)
-            self._runner = runner = _Runner.start(self._make_client())
+            self._runner = runner = Runner.start(
+                self._make_client(), self._site, self.close_at_exit
+            )
             self._client = runner.client
             return runner.client
 
@@ -308,33 +226,37 @@ class SyncFuulClient(SyncApiGroups):
         if runner is not None:
             hook(runner.client)
 
-    def _own_runner(self) -> _Runner | None:
+    def _own_runner(self) -> Runner | None:
         runner = self._runner
         return runner if runner is not None and runner.pid == os.getpid() else None
 
     def close(self, timeout: float | None = None) -> None:
         """Stop taking events, deliver what is queued within ``timeout`` seconds (default
         ``config.close_timeout``), report the rest (``on_error``, the log), stop the
-        thread. Safe to call twice; returns within ``timeout`` plus two seconds."""
+        thread. Safe to call twice; returns within ``timeout`` plus three seconds."""
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
-            runner, self._client = self._own_runner(), None
+            runner = self._own_runner()
+            if runner is not None and threading.get_ident() == runner.thread.ident:
+                # Before any state changes: the client goes on, and closes later.
+                raise ClientStateError("close() called on the client's own thread (on_error?)")
+            self._closed, self._client = True, None
         if runner is None:
             return
-        if threading.get_ident() == runner.thread.ident:
-            raise ClientStateError("close() called on the client's own thread (on_error?)")
         wait = self.config.close_timeout if timeout is None else timeout
         lost = runner.stop(wait)
         self._final = runner.client.stats()
         if lost:
             log.warning("SyncFuulClient closed: %d event(s) could not be delivered", lost)
 
-    def _at_exit(self) -> None:
-        if not self.close_at_exit or self._closed or self._own_runner() is None:
+    def __del__(self) -> None:
+        # Dropped unclosed: its runner delivers what it holds, then closes itself.
+        runner: Runner | None = getattr(self, "_runner", None)
+        if runner is None or runner.pid != os.getpid() or self._closed:
             return
-        self.close(self.config.close_timeout)
+        if not sys.is_finalizing():
+            runner.drop(self.close_at_exit)
 
     # -- tracking -----------------------------------------------------------------------
     def track(
@@ -380,18 +302,18 @@ class SyncFuulClient(SyncApiGroups):
 
     # -- blocking calls -------------------------------------------------------------------
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        """Run ``coro`` on the client's loop and wait for it; ``TimeoutError`` (and the
-        call cancelled) if ``timeout`` seconds pass."""
+        """Run ``coro`` on the client's loop and wait for it; :class:`FuulTimeoutError`
+        (and the call cancelled) if ``timeout`` seconds pass."""
         runner = self._runner
         if runner is None or threading.get_ident() == runner.thread.ident:
             coro.close()
             raise ClientStateError("a blocking call cannot run on the client's own thread")
         future = asyncio.run_coroutine_threadsafe(coro, runner.loop)
         try:
-            return future.result(None if timeout is None else timeout + _GRACE)
+            return future.result(None if timeout is None else timeout + GRACE)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise TimeoutError(f"no answer within {timeout} s") from None
+            raise FuulTimeoutError(f"no answer within {timeout} s") from None
 
     def send_event(
         self,
@@ -405,7 +327,7 @@ class SyncFuulClient(SyncApiGroups):
         **fields: Unpack[EventFields],
     ) -> SendResult:
         """:meth:`FuulClient.send_event <aiofuul.FuulClient.send_event>`, blocking; raises
-        the same errors, and ``TimeoutError`` after ``timeout`` seconds."""
+        the same errors, and :class:`~aiofuul.FuulTimeoutError` after ``timeout`` seconds."""
         client = self._running()
         coro = client.send_event(
             name, user, dedup_id=dedup_id, args=args, timestamp=timestamp, **fields
@@ -447,6 +369,27 @@ class SyncFuulClient(SyncApiGroups):
         )
         return self._call(coro, timeout)
 
+    def wait_for_pipeline(
+        self,
+        event_id: str | None = None,
+        *,
+        dedup_id: str | None = None,
+        event_name: str | None = None,
+        timeout: float = 60.0,
+        interval: float = 3.0,
+        project_id: str | None = None,
+    ) -> EventPipeline | None:
+        """:meth:`FuulClient.wait_for_pipeline <aiofuul.FuulClient.wait_for_pipeline>`,
+        blocking: polls every ``interval`` s for up to ``timeout`` s, then returns the
+        last answer (None if the event was never found)."""
+        client = self._running()
+        coro = client.wait_for_pipeline(
+            event_id, dedup_id=dedup_id, event_name=event_name, timeout=timeout,
+            interval=interval, project_id=project_id,
+        )  # fmt: skip
+        # The poll bounds itself; the margin lets its last request answer.
+        return self._call(coro, timeout + self.config.timeout)
+
     def conversions(
         self, *, project_id: str | None = None, timeout: float | None = None
     ) -> list[Conversion]:
@@ -458,24 +401,3 @@ class SyncFuulClient(SyncApiGroups):
 def _zero_stats() -> Stats:
     fields: dict[str, Any] = {f.name: 0 for f in msgspec.structs.fields(Stats) if f.required}
     return Stats(**fields)
-
-
-def _register_exit_hook(ref: weakref.ref[SyncFuulClient]) -> None:
-    """Close at exit, holding only a weak reference (an unused client can go). Run as a
-    threading exit hook when possible: those run before ``concurrent.futures`` stops
-    taking work, which DNS lookups and the outbox's commits need; registered after that
-    module's own hook, so it runs first (they run in reverse)."""
-
-    def hook() -> None:
-        client = ref()
-        if client is not None:
-            client._at_exit()
-
-    register = getattr(threading, "_register_atexit", None)
-    try:
-        if register is not None:
-            register(hook)
-            return
-    except RuntimeError:  # the interpreter is already shutting down
-        return
-    atexit.register(hook)
