@@ -53,7 +53,7 @@ from .api.sync_groups import SyncApiGroups
 from .client import FuulClient
 from .config import ClientConfig
 from .errors import ClientStateError, FuulTimeoutError
-from .ledger import OnError, Stats
+from .ledger import Observer, OnError, Stats
 from .lifecycle import creation_site
 from .models import BatchResult, Conversion, Event, EventPipeline, SendResult, User
 from .redis_outbox import is_redis_url
@@ -289,6 +289,36 @@ class SyncFuulClient(SyncApiGroups):
             return self._call(client.flush(timeout), timeout)
         except TimeoutError:
             return False
+
+    def add_observer(self, observer: Observer) -> Callable[[], None]:
+        """Tell ``observer(outcome, waited)`` of every settlement of a tracked event from
+        now on, as :meth:`FuulClient.add_observer <aiofuul.FuulClient.add_observer>` does.
+        It runs on the client's own thread (keep it quick), and follows the client into a
+        forked child. Returns a function that removes it.
+
+        Example::
+
+            remove = fuul.add_observer(lambda outcome, waited: print(outcome, len(waited)))
+            ...
+            remove()
+        """
+        removers: list[Callable[[], None]] = []
+        active = True
+
+        def hook(client: FuulClient) -> None:
+            if active:
+                removers.append(client.add_observer(observer))
+
+        self._each_client(hook)
+
+        def remove() -> None:
+            nonlocal active
+            active = False
+            for undo in removers:
+                undo()
+            removers.clear()
+
+        return remove
 
     def stats(self) -> Stats:
         """A snapshot of the counters (see :class:`~aiofuul.Stats`); all zero before the
