@@ -19,10 +19,12 @@ from ._version import __version__
 from .client import FuulClient
 from .config import ClientConfig, QueueFullPolicy, RetryPolicy
 from .errors import (
+    AmbiguousWriteError,
     APIError,
     AuthenticationError,
     BadRequestError,
     ClientStateError,
+    ConnectError,
     FuulError,
     NotFoundError,
     PermissionDeniedError,
@@ -31,6 +33,7 @@ from .errors import (
     ServerError,
     TransportError,
     UndeliveredError,
+    UnprocessableEntityError,
     ValidationError,
     WebhookError,
 )
@@ -54,12 +57,14 @@ __all__ = [
     "IDENTIFIER_TYPES",
     "MAX_BATCH_EVENTS",
     "APIError",
+    "AmbiguousWriteError",
     "Amount",
     "AuthenticationError",
     "BadRequestError",
     "BatchResult",
     "ClientConfig",
     "ClientStateError",
+    "ConnectError",
     "Currency",
     "Event",
     "FuulClient",
@@ -80,6 +85,7 @@ __all__ = [
     "SyncFuulClient",
     "TransportError",
     "UndeliveredError",
+    "UnprocessableEntityError",
     "User",
     "ValidationError",
     "WebhookError",

@@ -27,7 +27,7 @@ import msgspec
 import yarl
 
 from ._version import __version__
-from .errors import APIError, FuulError, TransportError, error_for_status
+from .errors import APIError, ConnectError, FuulError, TransportError, error_for_status
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -155,7 +155,9 @@ class Transport(Protocol):
     :meth:`request` returns a :class:`Response` for every HTTP answer, errors included
     (the client judges the status), and raises :class:`~aiofuul.TransportError` when no
     readable answer came (connection failed, timed out, body unreadable or too large):
-    the client retries that like a 5xx. Anything else it raises is taken for a bug.
+    the client retries that like a 5xx. Its subclass :class:`~aiofuul.ConnectError` says
+    that no connection was made, so the request surely did not leave: only then is a
+    write that is not idempotent sent again. Anything else it raises is taken for a bug.
     """
 
     async def request(
@@ -228,6 +230,7 @@ class AiohttpTransport:
         session = self._get_session()
         headers = self._headers if body is None else self._json_headers
         failure: str
+        connect = False
         try:
             async with session.request(
                 method,
@@ -258,6 +261,11 @@ class AiohttpTransport:
                         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                         return Response(resp.status, bytes(data), retry_after)
                     failure = f"response exceeds max_response_bytes={self._max_bytes}"
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # No connection was made: the request surely did not leave (a write that is
+            # not idempotent may be sent again). Its message only, as below.
+            failure = f"{type(exc).__name__}: {_describe(exc)}"
+            connect = True
         except asyncio.TimeoutError:
             failure = f"timed out after {self._timeout.total} s"
         except aiohttp.ClientError as exc:
@@ -265,6 +273,8 @@ class AiohttpTransport:
             # request (headers included, the key with them), and raising inside
             # ``except`` would chain it as __context__ even with ``from None``.
             failure = f"{type(exc).__name__}: {_describe(exc)}"
+        if connect:
+            raise ConnectError(f"{method} {path}: {failure}")
         raise TransportError(f"{method} {path}: {failure}")
 
     async def close(self) -> None:
