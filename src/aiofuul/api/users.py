@@ -13,7 +13,27 @@ from ._decode import Answer
 from ._group import Group, Written
 from ._query import check_query_value, user_query
 
-__all__ = ["UserReferrer", "Users"]
+__all__ = ["UserReferrer", "Users", "referral_body"]
+
+
+def referral_body(
+    user: object, referrer: object, referral_code: object = None, check_format: bool = True
+) -> dict[str, str]:
+    """The body of ``PUT user-referrers``, every value checked (:class:`ValidationError`
+    naming the field): the one set of rules of ``set_referrer`` and of the import."""
+    user = check_user(user, check_format=check_format, field="user")
+    referrer = check_user(referrer, check_format=check_format, field="referrer")
+    if (user.identifier, user.identifier_type) == (referrer.identifier, referrer.identifier_type):
+        raise ValidationError("referrer", "must not be the user itself", referrer.identifier)
+    body = {
+        "user_identifier": user.identifier,
+        "user_identifier_type": user.identifier_type,
+        "referrer_identifier": referrer.identifier,
+        "referrer_identifier_type": referrer.identifier_type,
+    }
+    if referral_code is not None:
+        body["referral_code"] = check_query_value("referral_code", referral_code)
+    return body
 
 
 class UserReferrer(Answer):
@@ -58,21 +78,7 @@ class Users(Group):
             await fuul.users.set_referrer(alice, bob)
             assert (await fuul.users.referrer(alice)).referrer_identifier == bob.identifier
         """
-        user = check_user(user, check_format=self._check_format, field="user")
-        referrer = check_user(referrer, check_format=self._check_format, field="referrer")
-        if (user.identifier, user.identifier_type) == (
-            referrer.identifier,
-            referrer.identifier_type,
-        ):
-            raise ValidationError("referrer", "must not be the user itself", referrer.identifier)
-        body = {
-            "user_identifier": user.identifier,
-            "user_identifier_type": user.identifier_type,
-            "referrer_identifier": referrer.identifier,
-            "referrer_identifier_type": referrer.identifier_type,
-        }
-        if referral_code is not None:
-            body["referral_code"] = check_query_value("referral_code", referral_code)
+        body = referral_body(user, referrer, referral_code, self._check_format)
         return await self._write("PUT", "user-referrers", Written, body=body)
 
     async def remove_referrer(self, user: User) -> Written:
