@@ -212,3 +212,17 @@ def test_the_sync_client_offers_every_write(sandbox_thread: Sandbox) -> None:
         assert fuul.audiences.remove("vip", ALICE).changed is True
     finally:
         fuul.close()
+
+
+async def test_a_use_that_times_out_after_sending_is_ambiguous_and_sent_once(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.state.add_code(BOB, "BOB1")
+    sandbox.faults = Faults(hang_rate=1.0)
+    config = fast_config(timeout=0.3)
+    async with FuulClient(API_KEY, base_url=sandbox.url, config=config) as fuul:
+        with pytest.raises(AmbiguousWriteError, match=r"timed out.*referral_codes\.status"):
+            await fuul.referral_codes.use("BOB1", ALICE)
+        assert sandbox.count("referral_codes/BOB1/use") == 1
+        sandbox.faults = Faults()
+        assert (await fuul.referral_codes.status(ALICE)).referred is False  # how to check
