@@ -33,6 +33,7 @@ SCRIPTS = (
     "sync_track",
     "stream",
     "redis_outbox",
+    "payload_bounds",
 )
 
 

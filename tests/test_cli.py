@@ -199,7 +199,7 @@ def test_invalid_event_and_missing_key_are_usage_errors(live: ThreadSandbox) -> 
     assert bad.stderr.splitlines() == [
         "aiofuul: error: invalid event: user.identifier: must be an evm_address: "
         "0x followed by 40 hex digits (got '0x123') [tier 3: identifier format; "
-        "ClientConfig(check_identifier_format=False) skips this check]"
+        "--no-format-check skips this check]"
     ]
     no_key = cli("send", "signup", "--user", EVM, "--type", "evm_address", env=env_for(live, None))
     assert no_key.returncode == 2

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .client import FuulClient
-from .errors import BadRequestError, ValidationError
+from .errors import BadRequestError, ConfigurationError, ValidationError
 from .models import MAX_BATCH_EVENTS, Event
 from .referrers import ReferrerImportResult, ReferrerRow, import_referrers
 
@@ -151,7 +151,7 @@ class Importer:
         on_progress: Callable[[ImportResult], object] | None = None,
     ):
         if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+            raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
         self.fuul = fuul
         self.concurrency = concurrency
         self.stop = stop if stop is not None else asyncio.Event()

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from .errors import ConfigurationError
 from .limits import DEFAULT_LIMITS, Limits
 from .models import MAX_BATCH_EVENTS
 
@@ -97,13 +98,13 @@ class ClientConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch <= MAX_BATCH_EVENTS:
-            raise ValueError(f"max_batch must be 1 to {MAX_BATCH_EVENTS}")
+            raise ConfigurationError(f"max_batch must be 1 to {MAX_BATCH_EVENTS}")
         if self.max_in_flight < 1 or self.max_queue < 1:
-            raise ValueError("max_in_flight and max_queue must be at least 1")
+            raise ConfigurationError("max_in_flight and max_queue must be at least 1")
         if self.queue_full not in ("drop_new", "drop_old", "raise"):
-            raise ValueError("queue_full must be 'drop_new', 'drop_old' or 'raise'")
+            raise ConfigurationError("queue_full must be 'drop_new', 'drop_old' or 'raise'")
         if self.timeout <= 0:
-            raise ValueError("timeout must be positive")
+            raise ConfigurationError("timeout must be positive")
 
     @property
     def effective_linger(self) -> float:

@@ -31,7 +31,7 @@ from .errors import (
     TransportError,
 )
 from .lanes import Lane
-from .models import decode_ingested
+from .models import DECODE_ERRORS, decode_ingested
 from .transport import Response, Transport
 
 __all__ = [
@@ -112,7 +112,7 @@ def accept_event(body: bytes) -> int | None:
         return 1
     try:
         return 1 if isinstance(msgspec.json.decode(body), dict) else None
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:  # a body nested too deep too: not the API's answer
         return None
 
 

@@ -9,6 +9,7 @@ from .config import ClientConfig
 from .events import EventFactory
 from .lanes import Lane
 from .transport import Transport
+from .validation import check_query_value
 
 __all__ = ["Endpoints", "project_query"]
 
@@ -17,10 +18,13 @@ def project_query(
     project_id: str | None, params: dict[str, str] | None = None
 ) -> dict[str, str] | None:
     """``params`` with ``project_id`` added when one is named, as the official SDK sends
-    it (``?project_id=``)."""
+    it (``?project_id=``). ``project_id`` is held to the rule of every query value
+    (:func:`~aiofuul.validation.check_query_value`): a non-str, an empty one or one the
+    URL library would alter is refused (:class:`~aiofuul.ValidationError`) before any
+    request is made."""
     if project_id is None:
         return params
-    return {**(params or {}), "project_id": project_id}
+    return {**(params or {}), "project_id": check_query_value("project_id", project_id)}
 
 
 class Endpoints:

@@ -2,6 +2,8 @@
 
 ```
 FuulError
+├── ConfigurationError         a setting the client cannot work with (also a ValueError)
+│   └── InsecureURLError       a plain-http base URL off loopback: the key would travel in clear
 ├── ValidationError            bad input, refused before anything is sent or queued
 ├── ClientStateError           the client is closed, or used from the wrong loop or process
 ├── QueueFullError             track() with queue_full="raise" and no room left
@@ -40,6 +42,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClientStateError",
+    "ConfigurationError",
     "ConnectError",
     "FuulError",
     "NotFoundError",
@@ -67,6 +70,21 @@ def _shorten(value: object) -> str:
 
 class FuulError(Exception):
     """Base class of every error aiofuul raises."""
+
+
+class ConfigurationError(FuulError, ValueError):
+    """A setting the client cannot work with, refused when the client (or the
+    :class:`~aiofuul.ClientConfig`, :class:`~aiofuul.RateLimit`, ...) is built, before
+    anything is sent: an invalid ``base_url``, ``max_batch=0``, a negative timeout.
+    Also a :class:`ValueError`, as such refusals were before it existed.
+
+    Example::
+
+        try:
+            ClientConfig(max_batch=500)
+        except aiofuul.ConfigurationError as exc:
+            print(exc)  # max_batch must be 1 to 100
+    """
 
 
 class ValidationError(FuulError, ValueError):

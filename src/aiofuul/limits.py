@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
+from .errors import ConfigurationError
+
 __all__ = ["DEFAULT_LIMITS", "LaneName", "Limits", "RateLimit", "SlidingWindowLimiter"]
 
 #: The endpoints' names: the fields of :class:`Limits` that hold one endpoint's limit.
@@ -57,7 +59,7 @@ class RateLimit:
 
     def __post_init__(self) -> None:
         if self.requests < 1 or not self.period > 0:
-            raise ValueError("a RateLimit needs requests >= 1 and period > 0")
+            raise ConfigurationError("a RateLimit needs requests >= 1 and period > 0")
 
     def scaled(self, time_scale: float) -> RateLimit:
         """The same limit with its period multiplied by ``time_scale`` (tests, demos)."""

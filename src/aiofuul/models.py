@@ -23,9 +23,12 @@ import msgspec
 __all__ = [
     "IDENTIFIER_TYPES",
     "MAX_BATCH_EVENTS",
+    "MAX_EVENT_BYTES",
+    "MAX_REQUEST_BYTES",
     "TRACKING_EVENTS",
     "Amount",
     "ArgValue",
+    "DECODE_ERRORS",
     "BatchResult",
     "Conversion",
     "Currency",
@@ -55,6 +58,15 @@ IDENTIFIER_TYPES: frozenset[str] = frozenset(get_args(IdentifierType))
 
 #: The batch endpoint refuses more events than this in one request.
 MAX_BATCH_EVENTS = 100
+
+#: The largest request body the client sends, in bytes. Fuul publishes no cap; the
+#: sandbox's is this one (it answers 413 above it).
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+#: The largest event, encoded as JSON: validation refuses a larger one, so that a batch of
+#: :data:`MAX_BATCH_EVENTS` events, with its brackets and commas, stays under
+#: :data:`MAX_REQUEST_BYTES` however the sender groups them.
+MAX_EVENT_BYTES = 80 * 1024
 
 #: Events a ``send:tracking_event`` key sends (the official SDK's); every other name is a
 #: trigger event and needs a ``send:trigger_event`` key.
@@ -158,6 +170,12 @@ class _BatchResponse(msgspec.Struct):
     ingested_events: int
 
 
+#: What decoding a body the client did not write may raise: malformed JSON, a wrong
+#: shape, or nesting deeper than the decoder recurses (``RecursionError``). Every decoder
+#: of an answer catches all of them: an unreadable answer is "no answer" (retried, then a
+#: :class:`~aiofuul.TransportError`), never an exception of its own.
+DECODE_ERRORS: tuple[type[Exception], ...] = (msgspec.MsgspecError, ValueError, RecursionError)
+
 _ENCODER = msgspec.json.Encoder()
 _EVENT_DECODER = msgspec.json.Decoder(Event)
 _BATCH_DECODER = msgspec.json.Decoder(list[Event])
@@ -225,7 +243,7 @@ def decode_ingested(body: bytes) -> int | None:
     """``ingested_events`` from a batch response, or None when the body has no usable count."""
     try:
         return _BATCH_RESPONSE_DECODER.decode(body).ingested_events
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         return None
 
 
@@ -288,7 +306,7 @@ def decode_pipeline(body: bytes) -> EventPipeline | None:
     """An :class:`EventPipeline` from a pipeline answer; None when it is not a JSON object."""
     try:
         data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return None
     if not isinstance(data, dict):
         return None
@@ -312,7 +330,7 @@ def decode_conversions(body: bytes) -> list[Conversion] | None:
     it under ``data``); None when the body is neither."""
     try:
         data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]

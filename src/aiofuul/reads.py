@@ -23,9 +23,16 @@ from .delivery import Delivered, Duplicate, call
 from .endpoints import Endpoints, project_query
 from .errors import NotFoundError, TransportError, ValidationError
 from .lanes import Lane
-from .models import Conversion, EventPipeline, User, decode_conversions, decode_pipeline
+from .models import (
+    DECODE_ERRORS,
+    Conversion,
+    EventPipeline,
+    User,
+    decode_conversions,
+    decode_pipeline,
+)
 from .transport import Transport
-from .validation import check_dedup_id, check_name, check_user
+from .validation import check_dedup_id, check_name, check_query_value, check_user
 
 T = TypeVar("T")
 
@@ -49,7 +56,7 @@ _STATUS_DECODER = msgspec.json.Decoder(_StatusBody)
 def _created(body: bytes) -> bool | None:
     try:
         return _STATUS_DECODER.decode(body).created
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         return None
 
 
@@ -86,12 +93,16 @@ def pipeline_query(
     """The query of a pipeline look-up: ``event_id``, or ``dedup_id`` with ``event_name``."""
     if event_id is not None:
         if dedup_id is not None or event_name is not None:
-            raise ValueError("pass event_id, or dedup_id with event_name, not both")
-        if type(event_id) is not str or not event_id:
-            raise ValidationError("event_id", "must be a non-empty string", event_id)
-        return {"event_id": event_id}
+            raise ValidationError(
+                "event_id", "pass event_id, or dedup_id with event_name, not both", event_id
+            )
+        return {"event_id": check_query_value("event_id", event_id)}
     if dedup_id is None or event_name is None:
-        raise ValueError("pass event_id=..., or dedup_id=... with event_name=...")
+        raise ValidationError(
+            "event_id",
+            "pass event_id=..., or dedup_id=... with event_name=...",
+            show_value=False,
+        )
     return {"dedup_id": check_dedup_id(dedup_id), "event_name": check_name(event_name)}
 
 

@@ -135,14 +135,16 @@ async def import_referrers(
     result = ReferrerImportResult()
     stop = stop if stop is not None else asyncio.Event()
     running: set[asyncio.Task[None]] = set()
-    failed: list[BaseException] = []
+    # A row whose error ends the import: raised once the rows in flight are answered.
+    failed: list[asyncio.Task[None]] = []
+
+    def finished(task: asyncio.Task[None]) -> None:
+        running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            failed.append(task)
 
     async def one(index: int, row: ReferrerRow) -> None:
-        try:
-            outcome, reason = await _upsert(fuul, row, index in verify)
-        except Exception as exc:  # ends the import: raised once the others are answered
-            failed.append(exc)
-            return
+        outcome, reason = await _upsert(fuul, row, index in verify)
         if outcome == "refused":
             result.refused.append((index, reason))
         elif outcome == "set":
@@ -166,7 +168,7 @@ async def import_referrers(
                     on_start(index)
                 task = asyncio.ensure_future(one(index, row))
                 running.add(task)
-                task.add_done_callback(running.discard)
+                task.add_done_callback(finished)
                 index += 1
             else:
                 exhausted = True
@@ -181,6 +183,6 @@ async def import_referrers(
         stopping.cancel()
     result.refused.sort()  # answered in any order: reported in the rows' order
     if failed:
-        raise failed[0]
+        failed[0].result()  # raises its error
     result.complete = exhausted
     return result

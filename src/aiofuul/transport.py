@@ -27,7 +27,15 @@ import msgspec
 import yarl
 
 from ._version import __version__
-from .errors import APIError, ConnectError, FuulError, TransportError, error_for_status
+from .errors import (
+    APIError,
+    ConfigurationError,
+    ConnectError,
+    FuulError,
+    TransportError,
+    error_for_status,
+)
+from .models import DECODE_ERRORS
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -69,7 +77,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, seconds)
 
 
-class InsecureURLError(ValueError):
+class InsecureURLError(ConfigurationError):
     """A plain ``http://`` base URL off loopback, refused because the API key would
     travel in clear (see :func:`resolve_base_url`)."""
 
@@ -88,18 +96,19 @@ def resolve_base_url(base_url: str | None, allow_insecure_http: bool = False) ->
 
     Always ends with ``/``. A plain ``http://`` URL is refused unless its host is
     loopback (the sandbox) or ``allow_insecure_http`` is set: the key would travel in clear
-    (:class:`InsecureURLError`, a :class:`ValueError` like every other refusal here).
+    (:class:`InsecureURLError`, a :class:`~aiofuul.ConfigurationError` like every other
+    refusal here, and so a :class:`ValueError`).
     """
     url = base_url or os.environ.get("FUUL_BASE_URL") or DEFAULT_BASE_URL
     try:
         # yarl is the parser aiohttp sends with; judging the URL by another could differ.
         parts = yarl.URL(url)
     except (ValueError, TypeError):
-        raise ValueError(f"base_url is not a valid URL: {url!r}") from None
+        raise ConfigurationError(f"base_url is not a valid URL: {url!r}") from None
     if parts.scheme not in ("http", "https") or not parts.host:
-        raise ValueError(f"base_url must be an http(s) URL with a host, not {url!r}")
+        raise ConfigurationError(f"base_url must be an http(s) URL with a host, not {url!r}")
     if parts.user is not None or parts.password is not None:
-        raise ValueError(
+        raise ConfigurationError(
             "base_url must not carry credentials (user:password@); the API key is the only one"
         )
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.host):
@@ -127,7 +136,7 @@ _ERROR_DECODER = msgspec.json.Decoder(_ErrorBody)
 def _server_message(body: bytes) -> str | list[str] | None:
     try:
         return _ERROR_DECODER.decode(body).message
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         return None
 
 

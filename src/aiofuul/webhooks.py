@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from .errors import WebhookError
+from .models import DECODE_ERRORS
 
 __all__ = [
     "MOVEMENT_REASONS",
@@ -154,7 +155,7 @@ def parse(body: bytes | str) -> RewardEarned:
     the movement missing or unusable."""
     try:
         data = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:  # nested too deep included
         raise WebhookError("body", f"must be JSON ({exc})") from None
     if not isinstance(data, dict):
         raise WebhookError("body", "must be a JSON object", type(data).__name__)

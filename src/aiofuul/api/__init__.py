@@ -45,6 +45,7 @@ from .referral_codes import (
     ReferralCodes,
     ReferralStatus,
 )
+from .sync_groups import SyncGroup, SyncPaginator
 from .users import UserReferrer, Users
 
 __all__ = [
@@ -78,6 +79,8 @@ __all__ = [
     "ReferralStatus",
     "ReferredUsersEntry",
     "ReferredVolume",
+    "SyncGroup",
+    "SyncPaginator",
     "Text",
     "Tier",
     "TierTerms",

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from ..models import DECODE_ERRORS
+
 __all__ = ["Answer", "Text", "Timestamp", "as_dict", "convert", "convert_list", "decode_json"]
 
 _EXTRA = "~aiofuul.extra"
@@ -132,7 +134,7 @@ def decode_json(body: bytes) -> Any:
     """The JSON of a body, or None when it is not JSON (a proxy's HTML page)."""
     try:
         return msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:  # nested too deep included
         return None
 
 

@@ -148,8 +148,8 @@ class Group:
             raw = None if empty else decode_json(answer)
             try:
                 return None if raw is None and not empty else (read(raw),)
-            except (msgspec.ValidationError, KeyError, TypeError, ValueError):
-                return None
+            except (msgspec.ValidationError, KeyError, TypeError, ValueError, RecursionError):
+                return None  # RecursionError: nested deeper than the readers recurse
 
         try:
             outcome = await call(

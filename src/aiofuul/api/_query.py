@@ -1,9 +1,8 @@
 """The rules of the query values of :mod:`aiofuul.api`, in one place: each is refused
 before any request, with an error naming the field and the rule.
 
-``check_query_value`` stands in for ``aiofuul.validation.check_query_value`` (being
-added elsewhere); once that exists, this module imports it instead and nothing else
-changes.
+Every string value is held to :func:`aiofuul.validation.check_query_value`, the rule of
+every query value of the client (the events' ``project_id`` and ``event_id`` too).
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from datetime import date, datetime, timezone
 
 from ..errors import ValidationError
 from ..models import User
-from ..validation import check_user
+from ..validation import check_query_value, check_user
 
 __all__ = [
     "check_choice",
@@ -23,23 +22,6 @@ __all__ = [
     "moment",
     "user_query",
 ]
-
-_MAX_QUERY_VALUE = 1024
-
-
-def check_query_value(field: str, value: object) -> str:
-    """A query value: a non-empty string of at most 1,024 characters, without control
-    characters (they would end up mangled in a URL)."""
-    if not isinstance(value, str):
-        raise ValidationError(field, "must be a string", value)
-    value = str.__str__(value)
-    if not value.strip():
-        raise ValidationError(field, "must not be empty", value)
-    if len(value) > _MAX_QUERY_VALUE:
-        raise ValidationError(field, f"must be at most {_MAX_QUERY_VALUE} characters", value)
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise ValidationError(field, "must not contain control characters", value)
-    return value
 
 
 def user_query(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
+from collections.abc import Callable
 
 from ..client import FuulClient
 from ..config import ClientConfig, RetryPolicy
@@ -22,7 +25,8 @@ from ..errors import (
 )
 from ..limits import Limits
 from ..sandbox.cli import add_limit_arguments, parse_time_scale
-from ..transport import InsecureURLError
+from ..transport import AiohttpTransport, InsecureURLError, resolve_base_url
+from ._patience import DEFAULT_GIVE_UP, GaveUp, Watched, WatchedTransport
 
 __all__ = [
     "EXIT_FAILED",
@@ -32,6 +36,7 @@ __all__ = [
     "CLIError",
     "add_client_arguments",
     "add_time_scale_argument",
+    "cli_hints",
     "client_config",
     "describe_error",
     "limits_from_args",
@@ -112,6 +117,14 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
         help="tries per request on network errors, 5xx and 429 "
         f"(default {RetryPolicy.max_attempts}, about half a minute of backoff in all)",
     )
+    group.add_argument(
+        "--give-up-after",
+        type=_positive,
+        default=DEFAULT_GIVE_UP,
+        metavar="SECONDS",
+        help="stop when the server has answered nothing for this long (default "
+        f"{DEFAULT_GIVE_UP:g}); raise it on a slow network",
+    )
     add_limit_arguments(group, "rate limit of the {} endpoint")
     add_time_scale_argument(group)
     group.add_argument(
@@ -138,22 +151,71 @@ def client_config(ns: argparse.Namespace) -> ClientConfig:
     )
 
 
-def open_client(ns: argparse.Namespace) -> FuulClient:
-    """A client from the options and the environment, or :class:`CLIError` (exit 2)."""
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def open_client(
+    ns: argparse.Namespace,
+    *,
+    outbox: str | None = None,
+    say: Callable[[str], None] = _to_stderr,
+) -> Watched:
+    """``async with open_client(ns) as fuul``: a client from the options and the
+    environment, which says when the server does not answer (lines given to ``say``) and
+    gives up after ``--give-up-after`` seconds of silence (see :mod:`._patience`);
+    :class:`CLIError` (exit 2) for a missing key or a bad URL."""
+    key = os.environ.get("FUUL_API_KEY", "")
+    if not key.strip():
+        raise CLIError("no API key: set FUUL_API_KEY")
+    config = client_config(ns)
     try:
-        return FuulClient(base_url=ns.base_url, config=client_config(ns))
-    except ClientStateError:
-        raise CLIError("no API key: set FUUL_API_KEY") from None
+        url = resolve_base_url(ns.base_url, config.allow_insecure_http)
+        watch = WatchedTransport(
+            AiohttpTransport(
+                key, url, timeout=config.timeout, max_response_bytes=config.max_response_bytes
+            ),
+            url,
+            max_attempts=ns.max_attempts,
+            give_up=ns.give_up_after,
+            say=say,
+        )
+        client = FuulClient(base_url=url, config=config, outbox=outbox, transport=watch)
+    except ClientStateError as exc:
+        raise CLIError(str(exc)) from None
     except InsecureURLError:
         raise CLIError(
             "refusing a plain-http --base-url/FUUL_BASE_URL that is not loopback: the "
             "API key would travel in clear; use https"
         ) from None
     except ValueError as exc:
-        raise CLIError(str(exc)) from None
+        raise CLIError(cli_hints(str(exc))) from None
+    return Watched(client, watch)
 
 
 # -- errors ---------------------------------------------------------------------------
+#: The library's advice, and the same advice for someone at the command line.
+_FLAG_HINTS = (
+    ("ClientConfig(check_identifier_format=False)", "--no-format-check"),
+    ("base_url", "--base-url"),
+)
+
+
+def cli_hints(message: str) -> str:
+    """``message`` with each hint naming a library setting renamed to the command
+    line's flag (``ClientConfig(check_identifier_format=False)`` to
+    ``--no-format-check``).
+
+    Example::
+
+        cli_hints("... ClientConfig(check_identifier_format=False) skips this check")
+        # '... --no-format-check skips this check'
+    """
+    for library, flag in _FLAG_HINTS:
+        message = message.replace(library, flag)
+    return message
+
+
 def _server_said(exc: APIError) -> str:
     message = exc.message
     text = "; ".join(message) if isinstance(message, list) else (message or "")
@@ -169,7 +231,7 @@ def describe_error(exc: BaseException, base_url: str | None = None) -> tuple[str
     if isinstance(exc, CLIError):
         return str(exc), exc.code
     if isinstance(exc, ValidationError):
-        return f"invalid event: {exc}", EXIT_USAGE
+        return f"invalid event: {cli_hints(str(exc))}", EXIT_USAGE
     if isinstance(exc, AuthenticationError):
         return "401 Unauthorized: the API key was refused (check FUUL_API_KEY)", EXIT_FAILED
     if isinstance(exc, PermissionDeniedError):
@@ -188,8 +250,14 @@ def describe_error(exc: BaseException, base_url: str | None = None) -> tuple[str
         return f"the server failed{where} ({exc}) after every retry", EXIT_FAILED
     if isinstance(exc, APIError):
         return f"the server refused the request: {exc}", EXIT_FAILED
-    if isinstance(exc, TransportError):
+    if isinstance(exc, GaveUp):  # its message names the flags already
         return f"no answer from the server{where}: {exc}", EXIT_FAILED
+    if isinstance(exc, TransportError):
+        return (
+            f"no answer from the server{where}: {exc} (check --base-url; --max-attempts "
+            "and --give-up-after SECONDS wait longer)",
+            EXIT_FAILED,
+        )
     if isinstance(exc, FuulError):
         return str(exc), EXIT_FAILED
     if isinstance(exc, OSError):

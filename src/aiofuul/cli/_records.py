@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Literal
 
@@ -29,13 +30,14 @@ from ..validation import validate_event
 from ._common import CLIError
 from ._values import arg_key, parse_arg_value, parse_timestamp
 
-__all__ = ["CSV_COLUMNS", "Format", "Input", "Record", "Scan", "derive_dedup_id"]
+__all__ = ["CSV_COLUMNS", "CSV_REQUIRED", "Format", "Input", "Record", "Scan", "derive_dedup_id"]
 
 Format = Literal["jsonl", "csv"]
 
 #: The columns a CSV file may have, besides ``arg.KEY`` (and ``arg.KEY:str``).
 CSV_COLUMNS = ("name", "identifier", "identifier_type", "dedup_id", "timestamp")
-_CSV_REQUIRED = ("name", "identifier", "identifier_type")
+#: The columns a CSV header must name.
+CSV_REQUIRED = ("name", "identifier", "identifier_type")
 _FIELDS = frozenset(Event.__struct_fields__)
 _CANONICAL = msgspec.json.Encoder(order="sorted")
 #: Prefix of derived dedup ids: ``imp-`` and 32 hex digits (128 bits) of a sha256.
@@ -165,7 +167,7 @@ def _csv(lines: Iterator[tuple[int, str | None]], check_format: bool) -> Iterato
             return
         header = [h.strip() for h in header]
         bad = [h for h in header if h not in CSV_COLUMNS and not h.startswith("arg.")]
-        missing = [h for h in _CSV_REQUIRED if h not in header]
+        missing = [h for h in CSV_REQUIRED if h not in header]
         if bad or missing:
             problems = [f"unknown column {b!r}" for b in bad] + [
                 f"missing column {m!r}" for m in missing
@@ -219,11 +221,12 @@ class Input:
             source.close()
     """
 
-    def __init__(self, path: str, fmt: Format, check_format: bool = True):
+    def __init__(self, path: str, fmt: Format, check_format: bool = True, head: bytes = b""):
         self.path = path
         self.format: Format = fmt
         self.check_format = check_format
         self._spool: IO[bytes] | None = None
+        self._head = head  # the start of standard input, read to tell its format
 
     @property
     def name(self) -> str:
@@ -231,7 +234,7 @@ class Input:
         return "standard input" if self.path == "-" else self.path
 
     def _lines(
-        self, raw: IO[bytes], feed: Callable[[bytes], object] | None = None
+        self, raw: Iterable[bytes], feed: Callable[[bytes], object] | None = None
     ) -> Iterator[tuple[int, str | None]]:
         """``(line number, text)``, text None when not UTF-8; gives the bytes to ``feed``
         (the fingerprint) and to the copy of standard input."""
@@ -259,9 +262,11 @@ class Input:
         hasher = hashlib.sha256()
         if self.path == "-":
             self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-            raw: IO[bytes] = sys.stdin.buffer
+            stream: IO[bytes] = sys.stdin.buffer
         else:
-            raw = open(self.path, "rb")  # noqa: SIM115 - closed below
+            stream = open(self.path, "rb")  # noqa: SIM115 - closed below
+        # One iterator: what the parser leaves is read by the loop after it.
+        raw = itertools.chain(self._head.splitlines(keepends=True), stream)
         try:
             for record in self._records(self._lines(raw, hasher.update)):
                 scan.records += 1
@@ -279,8 +284,8 @@ class Input:
                 if self._spool is not None:
                     self._spool.write(data)
         finally:
-            if raw is not sys.stdin.buffer:
-                raw.close()
+            if stream is not sys.stdin.buffer:
+                stream.close()
         scan.sha256 = hasher.hexdigest()
         scan.size = self._spool.tell() if self._spool is not None else os.stat(self.path).st_size
         return scan

@@ -8,6 +8,7 @@ import asyncio
 import bisect
 import hashlib
 import itertools
+import logging
 import time
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from ..config import ClientConfig
 from ..limits import DEFAULT_LIMITS
 from ..models import MAX_BATCH_EVENTS, User
 from ..sandbox import Sandbox
+from ._api_minutes import InApiMinutes
 from ._common import EXIT_FAILED, EXIT_OK, CLIError, add_time_scale_argument
 from ._output import Progress, bar, fmt_duration
 
@@ -23,6 +25,10 @@ __all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
 #: 20,000 events need 18 windows of 1,100: 27 s with 1.5 s windows.
 DEFAULT_TIME_SCALE = 0.025
+DEFAULT_EVENTS = 20_000
+#: ``--quick``: 3,000 events need 3 windows of 1,100: about 2 s with 1.2 s windows.
+QUICK_EVENTS = 3_000
+QUICK_TIME_SCALE = 0.02
 _POLL = 0.01  # seconds between looks at the sandbox's store (the latency's resolution)
 _NAMES = ("trade", "deposit", "swap", "stake")
 _USERS = 500
@@ -37,7 +43,9 @@ with a summary checked against the sandbox's store. No API key or network needed
 
 Exit 0 when every event was stored exactly once without a single 429; 1 otherwise.
 With the defaults it takes about half a minute: --time-scale {DEFAULT_TIME_SCALE:g}
-makes one API minute last {60 * DEFAULT_TIME_SCALE:g} s, and 20,000 events need 18 of them."""
+makes one API minute last {60 * DEFAULT_TIME_SCALE:g} s, and 20,000 events need 18 of them.
+--quick takes a few seconds: {QUICK_EVENTS:,} events (unless --events is given) with one
+API minute lasting {60 * QUICK_TIME_SCALE:g} s (unless --time-scale is given)."""
 
 
 NAME = "demo"
@@ -48,7 +56,17 @@ DESCRIPTION = _DESCRIPTION
 def configure(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``aiofuul demo``."""
     parser.add_argument(
-        "--events", type=int, default=20_000, metavar="N", help="events to track (20000)"
+        "--events",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"events to track ({DEFAULT_EVENTS}; {QUICK_EVENTS} with --quick)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a run of a few seconds: {QUICK_EVENTS:,} events, 1 API minute = "
+        f"{60 * QUICK_TIME_SCALE:g} s",
     )
     parser.add_argument(
         "--producers", type=int, default=8, metavar="N", help="concurrent tracking tasks (8)"
@@ -68,6 +86,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     """Run the demo; 0 when everything was delivered exactly once without a 429."""
+    if ns.events is None:
+        ns.events = QUICK_EVENTS if ns.quick else DEFAULT_EVENTS
+    if ns.quick and ns.time_scale == DEFAULT_TIME_SCALE:  # not given: the quick one
+        ns.time_scale = QUICK_TIME_SCALE
     if ns.events < 1 or ns.producers < 1 or ns.rate < 0:
         raise CLIError("--events and --producers must be at least 1, --rate at least 0")
     return asyncio.run(_Demo(ns).run())
@@ -172,6 +194,14 @@ class _Demo:
     # -- the run ------------------------------------------------------------------------------
     async def run(self) -> int:
         config = ClientConfig(limits=self.limits, max_queue=max(self.n, 100_000), close_timeout=2)
+        minutes = InApiMinutes(self.scale)
+        logging.getLogger("aiofuul").addFilter(minutes)
+        try:
+            return await self._run(config)
+        finally:
+            logging.getLogger("aiofuul").removeFilter(minutes)
+
+    async def _run(self, config: ClientConfig) -> int:
         async with (
             Sandbox(limits=self.limits) as sb,
             FuulClient("demo-key", base_url=sb.url, config=config) as fuul,

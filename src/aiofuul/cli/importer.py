@@ -17,12 +17,14 @@ from ._common import (
     EXIT_OK,
     CLIError,
     add_client_arguments,
+    cli_hints,
     describe_error,
     limits_from_args,
     open_client,
 )
+from ._formats import choose_format
 from ._output import Progress, fmt_duration, wrap
-from ._records import CSV_COLUMNS, Format, Input, Scan
+from ._records import CSV_COLUMNS, Input, Scan
 from ._upload import Uploader
 from ._values import ARG_VALUE_RULES, TIMESTAMP_RULES
 
@@ -36,7 +38,8 @@ fast as the batch limit allows (10 requests a minute: 1,000,000 events take abou
 17 hours). Every record is validated first; any invalid one is reported with its
 line number and nothing is sent, unless --skip-invalid.
 
-input formats (FILE, or - for standard input; --format defaults from the extension):
+input formats (FILE, or - for standard input; --format defaults from the extension,
+or from the first line of standard input):
   jsonl  one JSON event per line, the API's own shape:
          {{"name": "trade", "user": {{"identifier": "0x...", "identifier_type":
          "evm_address"}}, "dedup_id": "t-1", "args": {{"size": 2.5}}, "timestamp":
@@ -90,7 +93,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--format",
         choices=("jsonl", "csv"),
         default=None,
-        help="input format (default: csv for *.csv, else jsonl)",
+        help="input format (default: csv for *.csv, else jsonl; standard input: told by "
+        "its first line)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -118,7 +122,7 @@ def _report_invalid(scan: Scan, name: str, skip: bool) -> None:
     """Print the invalid records, one line each (the first 50), to stderr."""
     skipped = " (skipped)" if skip else ""
     for line, reason in scan.errors[:_MAX_SHOWN_ERRORS]:
-        print(f"aiofuul: {name}: line {line}{skipped}: {reason}", file=sys.stderr)
+        print(f"aiofuul: {name}: line {line}{skipped}: {cli_hints(reason)}", file=sys.stderr)
     if scan.invalid > _MAX_SHOWN_ERRORS:
         print(f"aiofuul: ... and {scan.invalid - _MAX_SHOWN_ERRORS:,} more", file=sys.stderr)
     if not skip:
@@ -137,8 +141,8 @@ def run(ns: argparse.Namespace) -> int:
     """
     if ns.concurrency < 1:
         raise CLIError("--concurrency must be at least 1")
-    fmt: Format = ns.format or ("csv" if ns.file.lower().endswith(".csv") else "jsonl")
-    source = Input(ns.file, fmt, ns.check_format)
+    fmt, head = choose_format(ns.file, ns.format)
+    source = Input(ns.file, fmt, ns.check_format, head)
     progress = Progress(ns.quiet)
     checkpoint = Checkpoint.read(ns.checkpoint) if ns.checkpoint is not None else None
     try:
@@ -172,31 +176,33 @@ async def _import(
     if not ns.quiet:
         rate = limits.batch.requests * MAX_BATCH_EVENTS / limits.batch.period
         where = f" from line {checkpoint.next_line:,}" if resumed else ""
+        batches = -(-remaining // MAX_BATCH_EVENTS)
+        invalid = f" ({scan.invalid:,} invalid record(s) skipped)" if scan.invalid else ""
         progress.message(
-            f"aiofuul: importing {remaining:,} events{where} in {-(-remaining // MAX_BATCH_EVENTS):,} batches: "
-            f"about {fmt_duration(remaining / rate)} at the batch limit "
+            f"aiofuul: importing {remaining:,} event(s){where}{invalid} in {batches:,} "
+            f"batch request(s): about {fmt_duration(remaining / rate)} at the batch limit "
             f"({limits.batch.requests} requests per {limits.batch.period:g} s)"
         )
     started = time.monotonic()
-    async with open_client(ns) as fuul:
-        ns.shown_base_url = fuul.base_url
-        uploader = Uploader(
-            fuul,
-            checkpoint,
-            ns.checkpoint,
-            progress,
-            total_events=scan.events,
-            done_events=scan.events_before_start,
-            concurrency=min(ns.concurrency, limits.batch.requests),
-        )
-        uploader.show(force=True)
-        try:
+    client = open_client(ns, say=progress.message)
+    try:
+        async with client as fuul:
+            ns.shown_base_url = fuul.base_url
+            uploader = Uploader(
+                fuul,
+                checkpoint,
+                ns.checkpoint,
+                progress,
+                total_events=scan.events,
+                done_events=scan.events_before_start,
+                concurrency=min(ns.concurrency, limits.batch.requests),
+            )
+            uploader.show(force=True)
             await uploader.run(source.records())
-        except Exception as exc:
-            message, code = describe_error(exc, fuul.base_url)
-            raise CLIError(
-                f"{message}; import stopped{_resume_hint(ns, checkpoint)}", code
-            ) from exc
+    except Exception as exc:
+        # A give-up on a silent server leaves the block above, not only uploader.run().
+        message, code = describe_error(exc, getattr(ns, "shown_base_url", None))
+        raise CLIError(f"{message}; import stopped{_resume_hint(ns, checkpoint)}", code) from exc
     elapsed = time.monotonic() - started
     if uploader.signal is not None:
         print(f"aiofuul: interrupted{_resume_hint(ns, checkpoint)}", file=sys.stderr)
@@ -220,13 +226,17 @@ def _summary(
     resumed: bool,
     requests: int | None = None,
 ) -> None:
+    # Every row counts records, and they add up to the first: blank lines are no records.
     rows = [
-        ("events in the input", f"{scan.events:,}"),
+        ("records in the input", f"{scan.events + scan.invalid:,}"),
         ("ingested", f"{cp.ingested:,}"),
         ("skipped as duplicates", f"{cp.skipped:,}"),
         ("rejected by the server", f"{cp.rejected:,}"),
         ("invalid, not sent", f"{scan.invalid:,}"),
     ]
+    unsent = scan.events - cp.ingested - cp.skipped - cp.rejected
+    if unsent > 0:
+        rows.append(("valid, not sent yet", f"{unsent:,}"))
     if requests is not None:
         rows.append(("batch requests (this run)", f"{requests:,}"))
     if elapsed is not None:

@@ -19,7 +19,7 @@ from ..outbox import (
     requeue_dead_letters,
 )
 from ..redis_outbox import is_redis_url
-from ._common import EXIT_FAILED, EXIT_OK, CLIError, add_client_arguments, client_config
+from ._common import EXIT_FAILED, EXIT_OK, CLIError, add_client_arguments, open_client
 
 __all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
@@ -84,14 +84,7 @@ def _print_letters(letters: list[DeadLetter], waiting: int) -> None:
 
 
 async def _deliver(ns: argparse.Namespace) -> int:
-    from ..client import FuulClient
-    from ..errors import ClientStateError
-
-    try:
-        fuul = FuulClient(base_url=ns.base_url, config=client_config(ns), outbox=ns.file)
-    except ClientStateError as exc:
-        raise CLIError(str(exc)) from None
-    async with fuul:
+    async with open_client(ns, outbox=ns.file) as fuul:
         ns.shown_base_url = fuul.base_url
         await fuul.flush()
         stats = fuul.stats()
@@ -159,9 +152,13 @@ def _run_redis(ns: argparse.Namespace) -> int:
         stats = _redis(lambda: admin.fleet_stats(url, hashed))
         live = sum(c.live for c in stats.consumers)
         print(f"outbox aiofuul:{hashed}:outbox")
-        print(f"{stats.waiting} event(s) waiting to be sent (oldest {stats.oldest_age:.1f} s), "
+        oldest = f" (oldest {stats.oldest_age:.1f} s)" if stats.waiting else ""
+        print(f"{stats.waiting} event(s) waiting to be sent{oldest}, "
               f"{stats.memory_bytes:,} bytes in Redis")  # fmt: skip
-        print(f"{len(stats.consumers)} worker(s), {live} live:")
+        if stats.consumers:
+            print(f"{len(stats.consumers)} worker(s), {live} live:")
+        else:
+            print("no worker has joined this outbox yet")
         for c in stats.consumers:
             state = "live" if c.live else "gone: a live worker adopts what it holds"
             print(f"  {c.name}\t{c.pending} pending\t{state}")
