@@ -59,6 +59,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("outbox.py", "FileNotFoundError"): "no outbox file at the path given to manage it",
     ("testing.py", "TypeError"): "a test's MockTransport handler returned no Response",
     ("testing.py", "ValueError"): "respond() given both json= and body= in a test",
+    ("__main__.py", "SystemExit"): "python -m aiofuul exits with the command's code",
 }
 # Signals a private or nested function raises for the library code that calls it, which
 # catches them (``_allowed`` checks they are raised only there).
