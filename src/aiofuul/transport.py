@@ -126,6 +126,17 @@ def _describe(exc: aiohttp.ClientError) -> str:
     return str(exc)
 
 
+# The failures before a connection exists, so before anything was sent; a connect
+# timeout has a class of its own from aiohttp 3.10 on (a plain timeout before: ambiguous).
+_CONNECT_TIMEOUT: type[aiohttp.ClientError] | None = getattr(
+    aiohttp, "ConnectionTimeoutError", None
+)
+_CONNECT_FAILURES: tuple[type[aiohttp.ClientError], ...] = (
+    aiohttp.ClientConnectorError,
+    *([] if _CONNECT_TIMEOUT is None else [_CONNECT_TIMEOUT]),
+)
+
+
 class _ErrorBody(msgspec.Struct):
     message: str | list[str] | None = None
 
@@ -270,7 +281,7 @@ class AiohttpTransport:
                         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                         return Response(resp.status, bytes(data), retry_after)
                     failure = f"response exceeds max_response_bytes={self._max_bytes}"
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        except _CONNECT_FAILURES as exc:
             # No connection was made: the request surely did not leave (a write that is
             # not idempotent may be sent again). Its message only, as below.
             failure = f"{type(exc).__name__}: {_describe(exc)}"
