@@ -93,7 +93,7 @@ async def _measure(report: c.Report, url: str, number: int, repeats: int) -> c.R
     raw: Any = redis.asyncio.Redis.from_url(url)
     user = User(c.EVM_ADDRESS, "evm_address")
     name, args = c.EVENT_NAME, c.ARGS
-    queues = {"in-memory": plain._sender._backlog.queue, "redis": shared._sender._backlog.queue}
+    queues = {"in-memory": plain._sender.queue._queue, "redis": shared._sender.queue._queue}
     checks: dict[str, int] = {}
 
     def drain() -> None:

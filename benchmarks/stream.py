@@ -95,8 +95,8 @@ async def measure(url: str, number: int, repeats: int) -> dict[str, list[float]]
                 # Every queue emptied after its block: a backlog left to grow would make
                 # the next blocks' garbage collections slower, whichever client they time.
                 floor.clear()
-                parked._sender._backlog.queue.clear()
-                live._sender._backlog.queue.clear()
+                parked._sender.queue._queue.clear()
+                live._sender.queue._queue.clear()
         # The floor again, and the parked track(), in a tight loop: there the floor is
         # measured directly, not as a difference within the noise of a loop iteration.
         tight = {"parked_tight": cases["parked"], "floor_tight": cases["floor"]}
@@ -106,11 +106,11 @@ async def measure(url: str, number: int, repeats: int) -> dict[str, list[float]]
                 gc.collect()
                 out[key].append(_tight(step, number) / number * 1e6)
                 floor.clear()
-                parked._sender._backlog.queue.clear()
+                parked._sender.queue._queue.clear()
         s = live.stats()
         out["requests_during"] = [float(s.requests_single + s.requests_batch - requests0)]
         # Not delivered: the benchmark dropped them; do not wait a minute to close.
-        live._sender._backlog.queue.clear()
+        live._sender.queue._queue.clear()
         await live.aclose(timeout=0.5)
         await parked.aclose(timeout=0.1)
     return out

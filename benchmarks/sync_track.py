@@ -36,7 +36,7 @@ def _sync_queue_len_then_clear(fuul: SyncFuulClient) -> int:
         # Counted by the ledger, not the queue: the sender may hold some in a flight.
         accepted = sender.ledger.tracked - _seen.get(id(sender), 0)
         _seen[id(sender)] = sender.ledger.tracked
-        sender._backlog.queue.clear()
+        sender.queue._queue.clear()
         return accepted
 
     runner = fuul._runner
@@ -56,7 +56,7 @@ async def run(quick: bool) -> c.Report:
     name, args = c.EVENT_NAME, c.ARGS
     c.require(isinstance(sfuul.track(name, user, args=args), str), "sync client refused")
     c.require(isinstance(afuul.track(name, user, args=args), str), "async client refused")
-    aqueue = afuul._sender._backlog.queue
+    aqueue = afuul._sender.queue._queue
     checks: dict[str, int] = {}
 
     def drain() -> None:

@@ -88,7 +88,7 @@ async def run(quick: bool) -> c.Report:
 
     user = User(c.EVM_ADDRESS, "evm_address")
     name, args, address = c.EVENT_NAME, c.ARGS, c.EVM_ADDRESS
-    fuul_queue = fuul._sender._backlog.queue  # drained between blocks: nothing is ever sent
+    fuul_queue = fuul._sender.queue._queue  # drained between blocks: nothing is ever sent
     seg_queue = segment.queue
     ph_queue = posthog._analytics_lane.queue
     aph_queue = aposthog._queue

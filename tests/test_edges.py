@@ -102,14 +102,14 @@ async def test_track_threadsafe_racing_aclose_is_refused_or_reported(sandbox: Sa
     # The thread passes the client's checks, then the close runs to its end before the
     # thread hands its event over: the worst interleaving, forced.
     checked, closed = threading.Event(), threading.Event()
-    make = fuul._make
+    make = fuul._events.make
 
     def slow_make(*args: object, **kwargs: object) -> Event:
         checked.set()
         closed.wait(5)
         return make(*args, **kwargs)  # type: ignore[arg-type]
 
-    fuul._make = slow_make  # type: ignore[assignment]
+    fuul._events.make = slow_make  # type: ignore[method-assign]
     outcome: list[object] = []
 
     def producer() -> None:

@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 from aiofuul import FuulClient, Stats, SyncFuulClient, User
-from aiofuul.ledger import Pending
+from aiofuul.ledger import Settlement
 from aiofuul.metrics import Instrumentation, instrument
 from aiofuul.sandbox import Sandbox
 from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
@@ -146,16 +146,15 @@ async def test_instrumented_before_start_and_queued_gauges_while_waiting(
         assert_matches(collect(reader), fuul.stats())
 
 
-async def test_existing_observer_is_chained_and_close_restores_it(
+async def test_another_observer_keeps_seeing_settlements_and_close_removes_only_ours(
     client: FuulClient, reader: InMemoryMetricReader, provider: MeterProvider
 ) -> None:
     seen: list[tuple[str, int]] = []
 
-    def theirs(outcome: str, items: Sequence[Pending], now: float) -> None:
-        seen.append((outcome, len(items)))
+    def theirs(outcome: Settlement, waited: Sequence[float]) -> None:
+        seen.append((outcome, len(waited)))
 
-    ledger = client._sender.ledger
-    ledger.observer = theirs
+    remove = client.add_observer(theirs)
     registration = instrument(client, provider)
     assert isinstance(registration, Instrumentation)
     client.track("trade", EVM)
@@ -165,8 +164,11 @@ async def test_existing_observer_is_chained_and_close_restores_it(
     assert by(collect(reader), "fuul.client.events", "fuul.outcome")["delivered"] == 1
     registration.close()
     registration.close()
-    assert ledger.observer is theirs
+    client.track("trade", EVM)
+    assert await client.flush(timeout=5)
+    assert seen == [("delivered", 1), ("delivered", 1)]
     assert "fuul.client.events" not in collect(reader)
+    remove()
 
 
 async def test_two_named_clients_on_one_provider_keep_their_own_series(

@@ -23,7 +23,7 @@ from aiofuul import (
     ValidationError,
 )
 from aiofuul.sandbox import Sandbox
-from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
+from conftest import API_KEY, EVM, FAST_LIMITS, FAST_RETRY, fast_config
 from test_wire import (
     ATTEMPTS,
     BASE,
@@ -116,6 +116,9 @@ async def test_sandbox_records_the_project_of_tracked_events(sandbox: Sandbox) -
     assert {r.project_id for r in sandbox.requests} == {PID}
 
 
+BRIEF = dataclasses.replace(FAST_RETRY, max_elapsed=0.5)
+
+
 @pytest.mark.parametrize(
     ("name", "scope"),
     [("trade", "send:trigger_event"), ("connect_wallet", "send:tracking_event")],
@@ -124,7 +127,8 @@ async def test_a_403_names_the_scope_the_event_needs(name: str, scope: str) -> N
     keys = {API_KEY: ["read-only"]}
     async with (
         Sandbox(limits=FAST_LIMITS, keys=keys) as sb,
-        FuulClient(API_KEY, base_url=sb.url, config=fast_config()) as fuul,
+        # A refused key's tracked events wait up to max_elapsed: keep it short.
+        FuulClient(API_KEY, base_url=sb.url, config=fast_config(retry=BRIEF)) as fuul,
     ):
         with pytest.raises(PermissionDeniedError, match=scope) as info:
             await fuul.send_event(name, EVM, metadata={"tracking_id": TID})

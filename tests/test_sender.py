@@ -217,8 +217,10 @@ async def make_rig() -> AsyncIterator[MakeRig]:
         )
         config = ClientConfig(limits=Limits(single=single, batch=batch), **changes)
         clock, server = FakeClock(), Server()
-        # As FuulClient builds them.
-        lanes = make_lanes(config.limits, config.retry, None, cast("Any", remote), clock)
+        # As FuulClient builds them, without the slow start (lanes.py: its own tests).
+        lanes = make_lanes(
+            config.limits, config.retry, None, cast("Any", remote), clock, slow_start=False
+        )
         single_lane, batch_lane = lanes["single"], lanes["batch"]
         rig = Rig(clock, server, cast("Sender", None), single_lane, batch_lane)
         rig.sender = Sender(

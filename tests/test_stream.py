@@ -74,7 +74,7 @@ async def test_a_stream_over_spent_limits_does_not_wake_the_sender(sandbox: Sand
         # Each of these wakes is an answer or a slot freeing, not an event: a few.
         assert passes < 30, passes
         assert fuul.stats().queued >= 3_000
-        sender._backlog.queue.clear()  # not the point here: do not wait to deliver
+        sender.queue._queue.clear()  # not the point here: do not wait to deliver
         await fuul.aclose(timeout=0.2)
 
 
@@ -119,7 +119,7 @@ async def test_overload_is_warned_of_once_with_its_numbers(
             await asyncio.sleep(0.02)
         rate = fuul.stats().arrival_rate
         assert 100 < rate < math.inf, rate
-        fuul._sender._backlog.queue.clear()
+        fuul._sender.queue._queue.clear()
         await fuul.aclose(timeout=0.2)
     warnings = [
         r.getMessage() for r in caplog.records if "faster than the API key" in r.getMessage()

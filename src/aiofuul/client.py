@@ -40,7 +40,7 @@ from .errors import ClientStateError
 from .events import EventFactory, EventFields
 from .handoff import Handoff
 from .lanes import make_lanes
-from .ledger import Journal, OnError, Stats
+from .ledger import Journal, Observer, OnError, Stats
 from .models import User
 from .outbox import Outbox
 from .reads import ReadEndpoints
@@ -155,9 +155,7 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
             config, self._transport, lanes["single"], lanes["batch"], on_error, self._outbox
         )
         self._events = EventFactory(config.check_identifier_format, config.strict)
-        # track()'s two steps, bound once: it runs per event.
-        self._make = self._events.make
-        self._enqueue = self._sender.enqueue
+        self._queue = self._sender.queue  # track() adds to it directly: its hot path
         self._names_loaded: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handoff: Handoff | None = None  # track_threadsafe()'s way in
@@ -279,8 +277,8 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
         """
         if self._inactive or threading.get_ident() != self._thread_id:
             self._check_usable()
-        event = self._make(name, user, dedup_id, args, timestamp, fields)
-        self._enqueue(event)
+        event = self._events.make(name, user, dedup_id, args, timestamp, fields)
+        self._queue.add(event)
         return event.dedup_id
 
     def _check_usable(self) -> None:
@@ -301,11 +299,11 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
         """Like :meth:`track`, but when the queue is full wait for room instead of
         applying the ``queue_full`` policy."""
         self._check_usable()
-        event = self._make(name, user, dedup_id, args, timestamp, fields)
+        event = self._events.make(name, user, dedup_id, args, timestamp, fields)
         await self._sender.wait_for_room()
         if self._closed:
             raise ClientStateError("this FuulClient is closed")
-        self._enqueue(event)
+        self._queue.add(event)
         return event.dedup_id
 
     def track_threadsafe(
@@ -327,9 +325,9 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
             raise ClientStateError("the client is not running: start it on its event loop first")
         if self._forked:
             raise ClientStateError("this FuulClient was created before os.fork()")
-        event = self._make(name, user, dedup_id, args, timestamp, fields)
+        event = self._events.make(name, user, dedup_id, args, timestamp, fields)
         if threading.get_ident() == self._thread_id:
-            self._enqueue(event)
+            self._queue.add(event)
             return event.dedup_id
         assert self._handoff is not None  # made with self._loop
         try:
@@ -341,7 +339,10 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event tracked before this call is delivered or reported.
         Sends partial batches at once instead of lingering. Returns False if
-        ``timeout`` seconds passed first."""
+        ``timeout`` seconds passed first. Without a timeout it is bounded by the retry
+        policy: once the key has been refused (401/403/404) ``max_attempts`` times in a
+        row, it returns False and the events stay queued (delivered if the key is
+        accepted again, else reported ``stopped`` after ``max_elapsed``)."""
         if self._loop is None:
             return True
         self._bind()
@@ -351,6 +352,19 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
         if self._outbox is not None:
             await self._outbox.commit()
         return done
+
+    def add_observer(self, observer: Observer) -> Callable[[], None]:
+        """Tell ``observer(outcome, waited)`` of every settlement of a tracked event from
+        now on (see :class:`~aiofuul.ledger.Observer`), on the client's loop; returns a
+        function that removes it. This is how :mod:`aiofuul.metrics` times deliveries.
+
+        Example::
+
+            remove = fuul.add_observer(lambda outcome, waited: print(outcome, len(waited)))
+            ...
+            remove()
+        """
+        return self._sender.ledger.add_observer(observer)
 
     def stats(self) -> Stats:
         """A snapshot of the counters (see :class:`~aiofuul.Stats`)."""

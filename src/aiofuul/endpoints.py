@@ -8,6 +8,7 @@ from __future__ import annotations
 from .config import ClientConfig
 from .events import EventFactory
 from .lanes import Lane
+from .limits import LaneName
 from .transport import Transport
 from .validation import check_query_value
 
@@ -32,7 +33,7 @@ class Endpoints:
     they need of the client."""
 
     config: ClientConfig
-    _lanes: dict[str, Lane]
+    _lanes: dict[LaneName, Lane]
     _transport: Transport
     _events: EventFactory
 

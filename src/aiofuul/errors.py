@@ -35,6 +35,7 @@ Example::
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 __all__ = [
     "APIError",
@@ -54,6 +55,7 @@ __all__ = [
     "UndeliveredError",
     "UnprocessableEntityError",
     "ValidationError",
+    "UndeliveredReason",
     "WebhookError",
 ]
 
@@ -151,6 +153,12 @@ class QueueFullError(FuulError):
     """``track()`` found the queue full and the policy is ``queue_full="raise"``."""
 
 
+#: Why an accepted event was not delivered (:attr:`UndeliveredError.reason`).
+UndeliveredReason = Literal[
+    "rejected", "retries_exhausted", "stopped", "dropped", "shutdown", "handed_off"
+]
+
+
 class UndeliveredError(FuulError):
     """Why events accepted by ``track()`` were not delivered; ``on_error`` receives it.
 
@@ -167,8 +175,8 @@ class UndeliveredError(FuulError):
       ``on_error`` that keeps lost events elsewhere skips this reason.
     """
 
-    def __init__(self, reason: str, count: int, cause: FuulError | None = None):
-        self.reason = reason
+    def __init__(self, reason: UndeliveredReason, count: int, cause: FuulError | None = None):
+        self.reason: UndeliveredReason = reason
         self.count = count
         self.cause = cause
         text = f"{count} event{'s' if count != 1 else ''} not delivered ({reason})"

@@ -17,7 +17,7 @@ from .backlog import Backlog
 from .delivery import Outcome, Rejected, Retry, accept_batch, accept_event, deliver
 from .errors import BadRequestError, FuulError, UndeliveredError
 from .lanes import Lane
-from .ledger import Ledger, Pending
+from .ledger import Pending
 from .models import encode_batch_in_steps, encode_event
 from .scheduler import Launch
 from .transport import Transport
@@ -34,12 +34,15 @@ class Flight:
     """One request under way: its lane, its events (or, waiting for a shared slot, how
     many it was promised), and whether its events still count in flight."""
 
-    __slots__ = ("counted", "items", "lane", "promised", "running")
+    __slots__ = ("counted", "items", "lane", "promised", "running", "solo")
 
-    def __init__(self, lane: Lane, items: list[Pending], promised: int = 0):
+    def __init__(
+        self, lane: Lane, items: list[Pending], promised: int = 0, solo: bool = False
+    ) -> None:
         self.lane = lane
         self.items = items
         self.promised = promised
+        self.solo = solo  # its event came from the solo queue
         self.counted = False
         self.running = False  # its coroutine started, so its slot will be given back
 
@@ -48,24 +51,28 @@ class Promises:
     """Events promised to requests that wait for their shared slot (see
     :mod:`aiofuul.scheduler`): per lane, how many events and how many requests."""
 
-    def __init__(self, max_waiting: int):
-        self.events = {"single": 0, "batch": 0}
-        self.waiting = {"single": 0, "batch": 0}
+    def __init__(self, lanes: tuple[Lane, Lane], max_waiting: int):
+        self._events = dict.fromkeys(lanes, 0)
+        self._waiting = dict.fromkeys(lanes, 0)
         self._max_waiting = max_waiting
 
-    def make(self, lane: str, count: int) -> None:
-        self.events[lane] += count
-        self.waiting[lane] += 1
+    def events(self, lane: Lane) -> int:
+        """Events promised to the requests of ``lane`` waiting for their slot."""
+        return self._events[lane]
 
-    def withdraw(self, lane: str, count: int) -> None:
+    def make(self, lane: Lane, count: int) -> None:
+        self._events[lane] += count
+        self._waiting[lane] += 1
+
+    def withdraw(self, lane: Lane, count: int) -> None:
         """The request got its slot (or was cancelled): it no longer waits."""
-        self.events[lane] -= count
-        self.waiting[lane] -= 1
+        self._events[lane] -= count
+        self._waiting[lane] -= 1
 
     def room(self, lane: Lane) -> bool:
         # Waiting requests may fill half the in-flight budget per lane, so that each
         # lane always has room to send.
-        return lane.remote is None or self.waiting[lane.name] < self._max_waiting
+        return lane.remote is None or self._waiting[lane] < self._max_waiting
 
 
 class Flights:
@@ -77,7 +84,6 @@ class Flights:
         lanes: tuple[Lane, Lane],
         transport: Transport,
         backlog: Backlog,
-        ledger: Ledger,
         *,
         max_batch: int,
         max_waiting: int,
@@ -88,12 +94,12 @@ class Flights:
         self._lanes = lanes  # (single, batch)
         self._transport = transport
         self._backlog = backlog
-        self.ledger = ledger
         self._max_batch = max_batch
         self._clock = clock
         self._wake = wake
         self._apply = apply
-        self.promises = Promises(max_waiting)
+        self.promises = Promises(lanes, max_waiting)
+        self._flying = dict.fromkeys(lanes, 0)  # requests under way, per lane
         self.tasks: dict[asyncio.Task[None], Flight] = {}
         self.in_flight = 0
 
@@ -109,15 +115,20 @@ class Flights:
         lane = self._lanes[0] if step.lane == "single" else self._lanes[1]
         lane.try_acquire(now)
         if step.solo:
-            self._start(Flight(lane, [self._backlog.solo.popleft()]))
+            self._start(Flight(lane, [self._backlog.take_solo()], solo=True))
         elif lane.remote is None:
             self._start(Flight(lane, self._backlog.take(step.count)))
         else:
             count = self._max_batch if lane is self._lanes[1] else step.count
-            self.promises.make(lane.name, count)
+            self.promises.make(lane, count)
             self._start(Flight(lane, [], promised=count))
 
+    def flying(self, lane: Lane) -> int:
+        """Requests of this sender under way on ``lane`` (waiting for a slot included)."""
+        return self._flying[lane]
+
     def _start(self, flight: Flight) -> None:
+        self._flying[flight.lane] += 1
         self._count_in(flight)
         task = asyncio.get_running_loop().create_task(self._fly(flight))
         self.tasks[task] = flight
@@ -139,18 +150,20 @@ class Flights:
         # (the loop shutting down) never runs a line of its coroutine, and its slot was
         # taken when it was launched.
         flight = self.tasks.pop(task)
+        self._flying[flight.lane] -= 1
         if flight.promised:  # cancelled while waiting for its shared slot
-            self.promises.withdraw(flight.lane.name, flight.promised)
+            self.promises.withdraw(flight.lane, flight.promised)
             flight.promised = 0
         if not flight.running:  # never sent: its slot goes back without counting
             flight.lane.cancel()
         if task.cancelled():
             self.count_out(flight)
-            self.ledger.settle(
+            self._backlog.settle(
                 flight.items, "failed", UndeliveredError("shutdown", len(flight.items))
             )
         elif task.exception() is not None:  # a bug (a shared limiter's, say): retry later
             log.error("request failed unexpectedly; will retry", exc_info=task.exception())
+            flight.lane.on_failure()  # never retried without backing off
             self.count_out(flight)
             error = FuulError(f"unexpected error: {task.exception()!r}")
             self._backlog.retry_later(flight.items, error, self._clock())
@@ -159,30 +172,40 @@ class Flights:
     async def _fly(self, flight: Flight) -> None:
         lane = flight.lane
         flight.running = True
-        async with lane.slot(taken=True):
-            if flight.promised:
-                self._claim(flight)
-                if not flight.items:  # the single lane, or a shutdown, took them meanwhile
-                    return
-            started = self._clock()
-            try:
-                outcome = await self._send(flight)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception(
-                    "unexpected error delivering %d event(s); will retry", len(flight.items)
-                )
-                outcome = Retry(FuulError(f"unexpected error: {exc!r}"))
+        try:
+            async with lane.slot(taken=True):
+                if flight.promised:
+                    self._claim(flight)
+                    if not flight.items:  # the single lane, or a shutdown, took them
+                        return
+                started = self._clock()
+                try:
+                    outcome = await self._send(flight)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.exception(
+                        "unexpected error delivering %d event(s); will retry", len(flight.items)
+                    )
+                    outcome = Retry(FuulError(f"unexpected error: {exc!r}"))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # No slot: the shared limiter raised. The lane backed off and said so (see
+            # Lane.remote_acquire); the flight's events, if it took any, wait for the next.
+            self.count_out(flight)
+            self._backlog.put_back(flight.items, solo=flight.solo)
+            flight.items = []
+            return
         self.count_out(flight)
         self._apply(flight, outcome, started)
 
     def _claim(self, flight: Flight) -> None:
         """The shared slot is ours: take the events promised (what is left of them)."""
         lane, promises = flight.lane, self.promises
-        promises.withdraw(lane.name, flight.promised)
-        others = 0 if lane is self._lanes[0] else promises.events["single"]
-        take = max(0, min(flight.promised, len(self._backlog.queue) - others))
+        promises.withdraw(lane, flight.promised)
+        others = 0 if lane is self._lanes[0] else promises.events(self._lanes[0])
+        take = max(0, min(flight.promised, self._backlog.queued - others))
         flight.promised = 0
         flight.items = self._backlog.take(take)
         self._count_in(flight)
@@ -214,4 +237,4 @@ class Flights:
             task.cancel()
             self.count_out(flight)
             items, flight.items = flight.items, []
-            self.ledger.settle(items, "failed", UndeliveredError("shutdown", len(items)))
+            self._backlog.settle(items, "failed", UndeliveredError("shutdown", len(items)))

@@ -28,6 +28,10 @@ __all__ = ["Lane", "Slot", "make_lanes"]
 
 log = logging.getLogger("aiofuul")
 
+# The shortest pause after the shared limiter raised, whatever the retry policy says (a
+# policy without backoff must not turn a broken limiter into a hot loop).
+_LIMITER_MIN_BACKOFF = 0.1
+
 
 class Slot:
     """One request's place on a lane (see the module docstring)."""
@@ -86,6 +90,7 @@ class Lane:
         shared: SlidingWindowLimiter | None = None,
         remote: RedisLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
+        slow_start: bool = True,
     ):
         self.name = name
         self.method = method
@@ -105,10 +110,21 @@ class Lane:
             for limiter in self._limiters:
                 remote.watch(limiter)
         self._background: set[asyncio.Task[None]] = set()
+        self._limiter_errors = 0  # the shared limiter's failures in a row
+        # Slow start: the background sender keeps at most this many requests in flight
+        # on the lane. 1 on first contact and after a 429, +1 per answer other than a 429
+        # (so 1, 2, 4, 8... per round trip): a key spent elsewhere costs a request, not
+        # a burst.
+        self._window = 1 if slow_start else limit.requests
+        self._slow_start = slow_start
         self.requests = 0
         self.rate_limited = 0
         self.failures_in_a_row = 0
+        #: The refusal (401/403/404) the lane is paused by, or None.
         self.stopped: APIError | None = None
+        # When a refused lane's background sender may probe again. Not a pause of the
+        # limiter: a direct call on a refused lane is sent at once, and raises at once.
+        self._probe_at = 0.0
 
     # -- slots over every limiter the lane counts against -------------------------
     def slot(
@@ -196,8 +212,40 @@ class Lane:
         self.limiter.pause(seconds)
 
     async def remote_acquire(self) -> str | None:
-        """With a shared limiter, wait for this request's slot in it (a token), else None."""
-        return None if self.remote is None else await self.remote.acquire(self._windows)
+        """With a shared limiter, wait for this request's slot in it (a token), else None.
+        When the limiter raises (whatever it raises), the lane backs off before the next
+        try (:meth:`_on_limiter_error`) and the error goes on to the caller."""
+        if self.remote is None:
+            return None
+        try:
+            token = await self.remote.acquire(self._windows)
+        except Exception as exc:
+            self._on_limiter_error(exc)
+            raise
+        if self._limiter_errors:
+            log.warning(
+                "%s %s: the shared limiter gives slots again (after %d failed tries)",
+                self.method, self.path, self._limiter_errors,
+            )  # fmt: skip
+            self._limiter_errors = 0
+        return token
+
+    def _on_limiter_error(self, exc: Exception) -> None:
+        """The shared limiter raised instead of giving a slot: pause the lane, longer
+        each time in a row (bounded by ``max_backoff``, and never less than half of each
+        step nor than ``_LIMITER_MIN_BACKOFF``, so that nothing spins whatever it
+        raises), and say so once per failing spell, not per try."""
+        retry, n = self.retry, self._limiter_errors
+        step = min(retry.max_backoff, retry.initial_backoff * retry.multiplier ** min(n, 64))
+        step = max(step, _LIMITER_MIN_BACKOFF)
+        self.pause(random.uniform(step / 2, step))
+        if n == 0:
+            log.error(
+                "%s %s: the shared limiter failed (%s); no request leaves this lane "
+                "until it gives a slot again, tried again with growing pauses",
+                self.method, self.path, exc or type(exc).__name__, exc_info=exc,
+            )  # fmt: skip
+        self._limiter_errors += 1
 
     async def remote_release(self, token: str | None) -> None:
         """Give the shared slot back (it counts from now)."""
@@ -208,6 +256,8 @@ class Lane:
     def on_rate_limited(self, after: float | None) -> None:
         """A 429: stop launching at once, and re-learn the capacity from the answer."""
         self.rate_limited += 1
+        if self._slow_start:
+            self._window = 1
         for limiter in self._limiters:
             limiter.on_rate_limited()
         if after is not None:
@@ -226,22 +276,40 @@ class Lane:
             wait = max(wait, min(after, self.retry.max_retry_after))
         self.pause(wait)
         self.failures_in_a_row += 1
+        # An answer all the same: the slow start guards against a key spent elsewhere
+        # (429s); a failing server is the backoff's business.
+        self._grow_window()
 
     def on_stop(self, cause: APIError) -> None:
         """A 401, 403 or 404: perhaps for good (a wrong key), perhaps for a moment (a
-        gateway during a deploy). The lane pauses and then probes with one request,
-        backing off."""
+        gateway during a deploy). The background sender probes with one request at a
+        time, backing off; direct calls are not held back (they raise at once)."""
         self.stopped = cause
-        self.on_failure()
+        self._probe_at = self.clock() + self.retry.backoff(self.failures_in_a_row)
+        self.failures_in_a_row += 1
 
-    @property
-    def may_probe(self) -> bool:
-        """A stopped lane may send one request once its pause is over."""
-        return self.limiter.in_flight == 0
+    def launchable(self, now: float, flying: int) -> tuple[bool, int, float]:
+        """``(usable, free, next_free)`` for the background sender at ``now``, which has
+        ``flying`` requests in flight on this lane (direct calls apart: their answers do
+        not wake it). A lane refused by a 401/403/404 sends one probe at a time once its
+        backoff is over."""
+        free, next_free = self.availability(now)
+        if flying >= self._window:  # slow start: wait for one of its answers
+            free, next_free = 0, math.inf
+        if self.stopped is None:
+            return True, free, next_free
+        if now < self._probe_at:
+            return flying == 0, 0, max(next_free, self._probe_at)
+        return flying == 0, min(free, 1), next_free
+
+    def _grow_window(self) -> None:
+        if self._window < self.limiter.limit.requests:
+            self._window += 1
 
     def on_answer(self, delivered: bool) -> None:
         """A final answer (delivered, duplicate, rejected): the lane is healthy."""
         self.failures_in_a_row = 0
+        self._grow_window()
         if delivered:
             self.stopped = None
 
@@ -271,11 +339,15 @@ def make_lanes(
     params: Mapping[str, str] | None,
     remote: RedisLimiter | None,
     clock: Callable[[], float],
-) -> dict[str, Lane]:
-    """A client's lanes, by name, all counting against ``limits.shared`` if it is set."""
+    slow_start: bool = True,
+) -> dict[LaneName, Lane]:
+    """A client's lanes, by name, all counting against ``limits.shared`` if it is set.
+    ``slow_start=False``: the sender may fill its in-flight budget at once (unit tests
+    of the scheduling)."""
     shared = SlidingWindowLimiter(limits.shared, clock) if limits.shared else None
     return {
         name: Lane(name, method, path, getattr(limits, name), retry,
-                   params=params, shared=shared, remote=remote, clock=clock)
+                   params=params, shared=shared, remote=remote, clock=clock,
+                   slow_start=slow_start)
         for name, method, path in _LANES
     }  # fmt: skip

@@ -18,14 +18,17 @@ import operator
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, NoReturn, Protocol
 
 import msgspec
 
-from .errors import UndeliveredError
+from .errors import UndeliveredError, UndeliveredReason
 from .models import Event
 
-__all__ = ["Feed", "Journal", "Ledger", "OnError", "Pending", "Settlement", "Stats"]
+if TYPE_CHECKING:
+    from .config import QueueFullPolicy
+
+__all__ = ["Feed", "Journal", "Ledger", "Observer", "OnError", "Pending", "Settlement", "Stats"]
 
 log = logging.getLogger("aiofuul")
 
@@ -80,6 +83,31 @@ class Stats(msgspec.Struct, frozen=True):
     wait in memory and are written when it is back."""
 
 
+def _unknown(outcome: NoReturn) -> NoReturn:
+    # typing.assert_never, which Python 3.10 lacks: mypy proves this is never called.
+    raise AssertionError(f"unknown outcome {outcome!r}")
+
+
+class Observer(Protocol):
+    """Told of every settlement of a client's tracked events, on the client's loop
+    (:meth:`FuulClient.add_observer <aiofuul.FuulClient.add_observer>`): ``outcome`` is
+    the counter the events ended in (``"delivered"``, ``"duplicates"``, ``"rejected"``,
+    ``"failed"``, ``"dropped"``, ``"handed_off"``), and ``waited`` holds, per event, the
+    seconds since ``track()`` accepted it. Keep it quick: it runs inside the sender's
+    bookkeeping; what it raises is logged and ignored.
+
+    Example::
+
+        def observe(outcome, waited):
+            if outcome == "delivered":
+                latencies.extend(waited)
+
+        remove = fuul.add_observer(observe)
+    """
+
+    def __call__(self, outcome: Settlement, waited: Sequence[float], /) -> None: ...
+
+
 #: ``feed(events)``: a journal hands the sender events it took over from a client that
 #: is gone; ``room()``: how many the sender can take now.
 Feed = Callable[[list[Event]], None]
@@ -96,7 +124,7 @@ class Journal(Protocol):
     def added(self, event: Event) -> None: ...
 
     def settled(
-        self, events: Sequence[Event], outcome: str, error: UndeliveredError | None
+        self, events: Sequence[Event], outcome: Settlement, error: UndeliveredError | None
     ) -> None: ...
 
     async def recover(self) -> list[Event]: ...
@@ -164,14 +192,13 @@ class Ledger:
         self.handed_off = 0
         self._waiters: deque[_FlushWaiter] = deque()
         self._callbacks: set[asyncio.Future[object]] = set()
-        self._ids_shown: dict[str, int] = {}
+        self._ids_shown: dict[UndeliveredReason, int] = {}
         self._targets: list[float] = []  # the waiters' targets, for bisect
         self._drops_unwarned = 0
         self._drops: list[Pending] = []  # dropped this loop turn, settled just after
         self._drop_warned_at = -_DROP_WARN_INTERVAL
         self._last_stamp = -math.inf
-        #: Called with (outcome, items, now) for every settlement (the metrics hook).
-        self.observer: Callable[[str, Sequence[Pending], float], None] | None = None
+        self._observers: tuple[Observer, ...] = ()  # see add_observer
 
     def settled(self) -> int:
         """Events that reached their final counter."""
@@ -204,11 +231,46 @@ class Ledger:
                 items, error = rest, UndeliveredError("shutdown", len(rest), error.cause)
         if not items:
             return
-        setattr(self, outcome, getattr(self, outcome) + len(items))
+        self._count(outcome, len(items))
         self._tell(items, outcome, error, quiet)
         # After the report: a flush() woken here finds on_error's call queued before it.
         if self._waiters:
             self._count_down(items)
+
+    def _count(self, outcome: Settlement, n: int) -> None:
+        """Add ``n`` to the counter of ``outcome`` (a typo fails ``mypy --strict``)."""
+        if outcome == "delivered":
+            self.delivered += n
+        elif outcome == "duplicates":
+            self.duplicates += n
+        elif outcome == "rejected":
+            self.rejected += n
+        elif outcome == "failed":
+            self.failed += n
+        elif outcome == "dropped":
+            self.dropped += n
+        elif outcome == "handed_off":
+            self.handed_off += n
+        else:
+            _unknown(outcome)
+
+    def add_observer(self, observer: Observer) -> Callable[[], None]:
+        """Tell ``observer`` of every settlement from now on; returns what removes it."""
+        self._observers = (*self._observers, observer)
+
+        def remove() -> None:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+        return remove
+
+    def _observe(self, outcome: Settlement, items: Sequence[Pending]) -> None:
+        now = self._clock()
+        waited = [now - p.enqueued for p in items]
+        for observer in self._observers:
+            try:
+                observer(outcome, waited)
+            except Exception:  # never into the ledger's accounting
+                log.exception("a settlement observer raised")
 
     def _tell(
         self,
@@ -220,8 +282,8 @@ class Ledger:
     ) -> None:
         """What a settlement owes beyond the counters: metrics, the journal, the report.
         ``on_loop``: already called from the loop, outside any caller's stack."""
-        if self.observer is not None:
-            self.observer(outcome, items, self._clock())
+        if self._observers:
+            self._observe(outcome, items)
         if self.journal is not None:
             self.journal.settled([p.event for p in items], outcome, error)
         if error is not None:
@@ -311,7 +373,7 @@ class Ledger:
         else:
             log.error("%s (dedup ids beyond the first %d not listed%s)", error, _IDS_SHOWN, where)
 
-    def drop(self, item: Pending, policy: str) -> None:
+    def drop(self, item: Pending, policy: QueueFullPolicy) -> None:
         """A full queue dropped ``item``. Under overload this runs for every new event,
         so it costs what queueing would: the counters and flush() see the drop at once,
         while the telling (journal, one ``on_error`` call, a warning at most every few
@@ -326,7 +388,7 @@ class Ledger:
             except RuntimeError:  # no loop (a client collected late): tell now
                 self._tell_drops(policy)
 
-    def _tell_drops(self, policy: str) -> None:
+    def _tell_drops(self, policy: QueueFullPolicy) -> None:
         items, self._drops = self._drops, []
         if not items:
             return

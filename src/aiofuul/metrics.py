@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .client import FuulClient
-from .ledger import Ledger, Pending
+from .ledger import Settlement
 from .sync import SyncFuulClient
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ __all__ = ["Instrumentation", "instrument"]
 
 log = logging.getLogger("aiofuul")
 
-_Observer = Callable[[str, Sequence[Pending], float], None]
 #: Delivery latency buckets (s): a lone event's few milliseconds to a long backlog.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 # (name, kind, unit, description, attribute, {attribute value: Stats field}); a sum of
@@ -62,7 +61,8 @@ _OBSERVED: tuple[tuple[str, str, str, str, str, dict[str, str]], ...] = (
     ("fuul.client.oldest_queued_age", "gauge", "s",
      "How long the oldest event waiting to be sent has waited.", "", {"": "oldest_queued_age"}),
 )  # fmt: skip
-_SETTLED = {"delivered": "delivered", "duplicates": "duplicate"}  # what the histogram shows
+#: What the histogram shows: the outcome's counter, and its name in the attribute.
+_SETTLED: dict[Settlement, str] = {"delivered": "delivered", "duplicates": "duplicate"}
 
 
 class Instrumentation:
@@ -74,7 +74,8 @@ class Instrumentation:
         self._meters = meters
         self._attributes: dict[str, str] = {} if name is None else {"fuul.client.name": name}
         self._latency = {k: {**self._attributes, "fuul.outcome": v} for k, v in _SETTLED.items()}
-        self._hooked: weakref.WeakKeyDictionary[Ledger, tuple[_Observer, _Observer | None]]
+        # What removes our observer, per client timed.
+        self._hooked: weakref.WeakKeyDictionary[FuulClient, Callable[[], None]]
         self._hooked = weakref.WeakKeyDictionary()
         self._closed = False
 
@@ -83,32 +84,24 @@ class Instrumentation:
         settlements are no longer timed. Safe to call twice."""
         self._closed = True
         self._meters.registrations.discard(self)
-        for ledger, (ours, previous) in list(self._hooked.items()):
-            if ledger.observer is ours:  # else chained on by someone since: ours passes by
-                ledger.observer = previous
+        for remove in list(self._hooked.values()):
+            remove()
         self._hooked.clear()
 
     def _hook(self, client: FuulClient) -> None:
-        """Time the settlements of ``client`` (chained after an observer already set)."""
-        ledger = client._sender.ledger
-        if self._closed or ledger in self._hooked:
+        """Time the settlements of ``client``, through its observer API."""
+        if self._closed or client in self._hooked:
             return
-        previous, record, latency = ledger.observer, self._meters.histogram.record, self._latency
+        record, latency = self._meters.histogram.record, self._latency
 
-        def observe(outcome: str, items: Sequence[Pending], now: float) -> None:
-            if previous is not None:
-                previous(outcome, items, now)
+        def observe(outcome: Settlement, waited: Sequence[float]) -> None:
             attributes = latency.get(outcome)
             if attributes is None or self._closed:
                 return
-            try:
-                for p in items:
-                    record(now - p.enqueued, attributes)
-            except Exception:  # never into the ledger's accounting
-                log.exception("recording the delivery latency failed")
+            for seconds in waited:
+                record(seconds, attributes)
 
-        self._hooked[ledger] = (observe, previous)
-        ledger.observer = observe
+        self._hooked[client] = client.add_observer(observe)
 
 
 class _Meters:

@@ -40,7 +40,7 @@ from typing import IO
 import msgspec
 
 from .errors import ClientStateError, UndeliveredError
-from .ledger import Feed
+from .ledger import Feed, Settlement
 from .models import Event, decode_event, encode_event
 
 __all__ = [
@@ -169,7 +169,7 @@ class Outbox:
         self._kick(len(self._inserts) >= self._size)
 
     def settled(
-        self, events: Sequence[Event], outcome: str, error: UndeliveredError | None
+        self, events: Sequence[Event], outcome: Settlement, error: UndeliveredError | None
     ) -> None:
         if outcome in ("delivered", "duplicates", "dropped"):
             self._deletes.extend(e.dedup_id for e in events)

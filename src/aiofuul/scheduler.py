@@ -19,10 +19,11 @@ snapshots, so a test can drive it with made-up numbers.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import msgspec
 
-__all__ = ["LaneState", "Launch", "QueueState", "decide", "events_to_wake"]
+__all__ = ["EventLane", "LaneState", "Launch", "QueueState", "decide", "events_to_wake"]
 
 
 # Structs, not dataclasses: the sender builds a few per pass, and events_to_wake copies
@@ -60,11 +61,15 @@ class QueueState(msgspec.Struct, frozen=True):
     """A flush or close asks for everything now."""
 
 
-class Launch(msgspec.Struct, frozen=True):
-    """Start one request on ``lane`` (``"single"`` or ``"batch"``) for ``count`` events;
-    ``solo``: the next event of the solo queue."""
+#: The two lanes the sender sends events on (the scheduler names them; it holds no lane).
+EventLane = Literal["single", "batch"]
 
-    lane: str
+
+class Launch(msgspec.Struct, frozen=True):
+    """Start one request on ``lane`` for ``count`` events; ``solo``: the next event of
+    the solo queue."""
+
+    lane: EventLane
     count: int
     solo: bool = False
 
@@ -77,7 +82,8 @@ def decide(queue: QueueState, single: LaneState, batch: LaneState, now: float) -
     if not (unpromised > 0 or queue.solo) or queue.in_flight >= queue.max_in_flight:
         return math.inf
     if queue.solo:
-        lane, name = (single, "single") if single.usable else (batch, "batch")
+        name: EventLane = "single" if single.usable else "batch"
+        lane = single if single.usable else batch
         return Launch(name, 1, solo=True) if lane.free else max(0.0, lane.next_free - now)
     hurry = queue.hurry or now - queue.oldest >= queue.linger
     # A lane with no room for another request waiting for its shared slot cannot carry.

@@ -18,12 +18,10 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
+from typing import Any
 
 from .backlog import NEVER, Backlog
 from .config import ClientConfig
-from .errors import (
-    UndeliveredError,
-)
 from .flights import Flights
 from .lanes import Lane
 from .ledger import Journal, Ledger, OnError, Stats
@@ -57,22 +55,19 @@ class Sender:
         self._clock = clock or single.clock
         self.ledger = Ledger(on_error, journal, config.max_queue, self._clock)
         self._wake = asyncio.Event()
-        # The backlog wakes the sender only at the queue length that changes its decision
-        # (see _dispatch): below it, track() leaves a sender that can do nothing.
-        self._backlog = Backlog(config, self.ledger, self._clock, self._wake.set)
-        #: Queue an event that passed validation, applying the queue-full policy:
-        #: ``track()``'s hot path, so the backlog's own method, not a wrapper.
-        self.enqueue: Callable[[Event], None] = self._backlog.add
+        #: The queue, which ``track()`` adds to (:meth:`Backlog.add`, its hot path). It
+        #: wakes the sender only at the queue length that changes its decision (see
+        #: _dispatch): below it, track() leaves a sender that can do nothing.
+        self.queue = Backlog(config, self.ledger, self._clock, self._wake.set)
         self._linger = config.effective_linger
         self._transport = transport
         self._single = single
         self._batch = batch
-        self._outcomes = Outcomes(self._backlog, self.ledger, batch, self._clock)
+        self._outcomes = Outcomes(self.queue, batch, self._clock, config.retry.max_attempts)
         self._flights = Flights(
             (single, batch),
             transport,
-            self._backlog,
-            self.ledger,
+            self.queue,
             max_batch=config.max_batch,
             max_waiting=max(1, config.max_in_flight // 2),
             clock=self._clock,
@@ -86,7 +81,7 @@ class Sender:
         self._on_end: Callable[[], None] | None = None
         self._finished = False
         self._overload = OverloadMonitor(
-            config, lambda: self.ledger.tracked, lambda: len(self._backlog), self._clock
+            config, lambda: self.ledger.tracked, lambda: len(self.queue), self._clock
         )
 
     # -- intake (called by the client on the loop) --------------------------------
@@ -121,21 +116,25 @@ class Sender:
     @property
     def backlog(self) -> int:
         """Events waiting to be sent, retries included (what ``max_queue`` bounds)."""
-        return len(self._backlog)
+        return len(self.queue)
+
+    def enqueue(self, event: Event) -> None:
+        """Queue an event that passed validation (``track()`` calls ``queue.add``
+        itself: one call less on its hot path)."""
+        self.queue.add(event)
 
     def enqueue_from_thread(self, event: Event) -> None:
         """:meth:`enqueue` for an event handed over from another thread: there is no
         caller to raise to, so ``"raise"`` acts as ``"drop_new"``; and one that arrives
         after the sender finished (a close raced it) is reported at once."""
         if self._finished:
-            item = self.ledger.accept(event)
-            self.ledger.settle([item], "failed", UndeliveredError("shutdown", 1))
+            self.queue.refuse(event, "shutdown")
         else:
-            self._backlog.add(event, may_raise=False)
+            self.queue.add(event, may_raise=False)
 
     async def wait_for_room(self) -> None:
         """Wait until the queue has room (``atrack()``)."""
-        await self._backlog.wait_for_room(lambda: self._stopping)
+        await self.queue.wait_for_room(lambda: self._stopping)
 
     # -- the worker ------------------------------------------------------------------
     async def _recover(self, journal: Journal) -> None:
@@ -157,9 +156,7 @@ class Sender:
         (they are in the journal already). Once closing, none: they stay there."""
         if self._stopping or not events:
             return
-        for event in events:
-            self._backlog.queue.append(self.ledger.accept(event))
-        self._wake.set()
+        self.queue.adopt(events)
 
     def _room(self) -> int:
         """How many events the journal may hand over now: what the key can take in two
@@ -168,7 +165,7 @@ class Sender:
         if self._stopping:
             return 0
         soon = int(2 * self._overload.ceiling * self._overload.period)
-        return max(0, min(soon, self._config.max_queue) - len(self._backlog))
+        return max(0, min(soon, self._config.max_queue) - len(self.queue))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -181,7 +178,8 @@ class Sender:
                 delay = self._dispatch(self._clock())
             except Exception:  # a bug must not silence the sender for good
                 log.exception("aiofuul sender error; continuing")
-                delay, self._backlog.wake_at = 0.1, 1
+                delay = 0.1
+                self.queue.wake_when(1)
             if self._stopping and not self.backlog and not self._flights.tasks:
                 return
             timer = None
@@ -199,7 +197,7 @@ class Sender:
         ``track()`` must wake the sender, and return how long until it must look again."""
         stopped = self._single.stopped or self._batch.stopped
         if stopped is not None:
-            self._backlog.expire(now, stopped)
+            self.queue.expire(now, stopped)
         while True:
             queue = self._queue_state()
             single, batch = self._state(self._single, now), self._state(self._batch, now)
@@ -207,33 +205,25 @@ class Sender:
             if not isinstance(step, Launch):
                 break
             self._flights.launch(step, now)
-        self._backlog.tell_room()
+        self.queue.tell_room()
         # Below this length a new event changes nothing (see events_to_wake): track()
         # leaves a sender that can do nothing asleep, and the timer covers the rest.
         more, wait = events_to_wake(queue, single, batch, now)
-        self._backlog.wake_at = queue.queued + more if more else NEVER
+        self.queue.wake_when(queue.queued + more if more else NEVER)
         return min(step, wait)
 
     def _queue_state(self) -> QueueState:
-        queue, promised = self._backlog.queue, self._flights.promises.events
-        promised_total = promised["single"] + promised["batch"]
-        oldest = queue[min(len(queue) - 1, promised_total)].enqueued if queue else 0.0
-        config = self._config
+        backlog, promises, config = self.queue, self._flights.promises, self._config
+        single, batch = promises.events(self._single), promises.events(self._batch)
         return QueueState(
-            len(queue), promised["single"], promised["batch"], len(self._backlog.solo), oldest,
+            backlog.queued, single, batch, backlog.solo, backlog.oldest_after(single + batch),
             len(self._flights.tasks), config.max_in_flight, config.max_batch, self._linger,
             self._hurry > 0,
         )  # fmt: skip
 
     def _state(self, lane: Lane, now: float) -> LaneState:
-        free, next_free = lane.availability(now)
-        return LaneState(
-            # A refused lane sends one probe at a time, after its backoff pause.
-            lane.stopped is None or lane.may_probe,
-            free,
-            next_free,
-            self._flights.promises.room(lane),
-        )
+        usable, free, next_free = lane.launchable(now, self._flights.flying(lane))
+        return LaneState(usable, free, next_free, self._flights.promises.room(lane))
 
     # -- flush and close ---------------------------------------------------------------
     async def flush(self, timeout: float | None) -> bool:
@@ -250,13 +240,20 @@ class Sender:
             return True
         self._hurry += 1
         self._wake.set()
+        # Without a timeout, bounded by the retry policy: once the key has been refused
+        # (401/403/404) max_attempts times in a row, stop waiting. The events stay
+        # queued: delivered if the key is accepted again, else reported after max_elapsed.
+        refused = (
+            None if timeout is not None else asyncio.ensure_future(self._outcomes.refused.wait())
+        )
         try:
-            await asyncio.wait_for(asyncio.shield(done), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+            waits: set[asyncio.Future[Any]] = {done} if refused is None else {done, refused}
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            return done.done()
         finally:
             self._hurry -= 1
+            if refused is not None:
+                refused.cancel()
 
     async def close(self, timeout: float) -> None:
         """Deliver what is queued within ``timeout``, report the rest; then let on_error run."""
@@ -268,7 +265,7 @@ class Sender:
     async def _close(self, timeout: float) -> None:
         self._stopping = True
         self._hurry += 1
-        self._backlog.tell_room(stopping=True)
+        self.queue.tell_room(stopping=True)
         self._wake.set()
         worker = self._worker
         if worker is None or worker.done():
@@ -299,7 +296,7 @@ class Sender:
         """Report everything still queued as left at shutdown; from now on, an event
         handed over late (from another thread) is reported at once."""
         self._finished = True
-        self._backlog.settle_all("shutdown")
+        self.queue.settle_all("shutdown")
 
     def stats(self) -> Stats:
         ledger, single, batch, outcomes = self.ledger, self._single, self._batch, self._outcomes
@@ -317,9 +314,9 @@ class Sender:
             requests_batch=batch.requests,
             rate_limited_single=single.rate_limited,
             rate_limited_batch=batch.rate_limited,
-            retries=self._backlog.retries,
+            retries=self.queue.retries,
             batches=outcomes.batches,
             mean_batch_size=outcomes.batched_events / outcomes.batches if outcomes.batches else 0.0,
-            oldest_queued_age=self._backlog.oldest_age(self._clock()),
+            oldest_queued_age=self.queue.oldest_age(self._clock()),
             arrival_rate=self._overload.rate,
         )

@@ -37,7 +37,8 @@ SECRET = "sk_live_SECRET_abc123"
 #: Any part that would give the key away: the whole key, or its distinctive tail.
 TELLTALES = (SECRET, "SECRET_abc123")
 
-BRIEF = RetryPolicy(max_attempts=2, initial_backoff=0.005, max_backoff=0.01)
+# A refused key's tracked events wait up to max_elapsed (not attempts): keep it short.
+BRIEF = RetryPolicy(max_attempts=2, initial_backoff=0.005, max_backoff=0.01, max_elapsed=0.5)
 
 
 class Capture(logging.Handler):
