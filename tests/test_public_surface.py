@@ -69,6 +69,7 @@ SIGNALS: dict[tuple[str, str], str] = {
     ("api/_decode.py", "ValidationError"): "msgspec's own error for a list that is not one",
     ("api/_group.py", "ValueError"): "a page reader's 'not a page': a TransportError to the caller",
     ("api/affiliate_portal.py", "TypeError"): "a reader's 'not an object', the same",
+    ("api/referral_codes.py", "ValueError"): "generate's reader: 'not a list of codes'",
     (
         "webhooks.py",
         "ValueError",

@@ -468,11 +468,12 @@ async def test_send_event_401_403_404_raise_their_error_at_once_without_retry(
 async def test_send_event_other_4xx_raises_plain_api_error_without_retry(
     fuul: FuulClient, mocked: aioresponses
 ) -> None:
-    mocked.post(EVENTS_URL, status=422, payload={"message": "nope"}, repeat=True)
+    # 410: a 4xx with no class of its own (422 is UnprocessableEntityError now).
+    mocked.post(EVENTS_URL, status=410, payload={"message": "nope"}, repeat=True)
     with pytest.raises(APIError) as info:
         await fuul.send_event("x", EVM, dedup_id="s-1")
     assert type(info.value) is APIError
-    assert info.value.status == 422
+    assert info.value.status == 410
     assert len(calls(mocked, "POST", EVENTS_URL)) == 1
 
 

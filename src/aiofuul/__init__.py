@@ -19,11 +19,13 @@ from ._version import __version__
 from .client import FuulClient
 from .config import ClientConfig, QueueFullPolicy, RetryPolicy
 from .errors import (
+    AmbiguousWriteError,
     APIError,
     AuthenticationError,
     BadRequestError,
     ClientStateError,
     ConfigurationError,
+    ConnectError,
     FuulError,
     FuulTimeoutError,
     NotFoundError,
@@ -33,6 +35,7 @@ from .errors import (
     ServerError,
     TransportError,
     UndeliveredError,
+    UnprocessableEntityError,
     ValidationError,
     WebhookError,
 )
@@ -61,6 +64,7 @@ __all__ = [
     "IDENTIFIER_TYPES",
     "MAX_BATCH_EVENTS",
     "APIError",
+    "AmbiguousWriteError",
     "Amount",
     "AuthenticationError",
     "BadRequestError",
@@ -68,6 +72,7 @@ __all__ = [
     "ClientConfig",
     "ClientStateError",
     "ConfigurationError",
+    "ConnectError",
     "Conversion",
     "Currency",
     "Event",
@@ -94,6 +99,7 @@ __all__ = [
     "Trigger",
     "TriggerExecution",
     "UndeliveredError",
+    "UnprocessableEntityError",
     "User",
     "ValidationError",
     "WebhookError",

@@ -17,6 +17,9 @@ Example::
         result = await import_events(fuul, events)
     print(result.ingested, result.skipped, result.rejected)
 
+A referral graph (who referred whom) is imported with :func:`import_referrers` (see
+:mod:`aiofuul.referrers`): one ``PUT user-referrers`` a row, at the users lane's pace.
+
 Resuming: ``result.committed`` (and each ``on_commit(committed)``) is how many leading
 events are settled: stored, skipped as known, or refused for good. A rerun with
 ``events[committed:]`` continues there; events past the prefix may have been stored
@@ -36,8 +39,17 @@ from typing import Any
 from .client import FuulClient
 from .errors import BadRequestError, ConfigurationError, ValidationError
 from .models import MAX_BATCH_EVENTS, Event
+from .referrers import ReferrerImportResult, ReferrerRow, import_referrers
 
-__all__ = ["EventSource", "ImportResult", "Importer", "import_events"]
+__all__ = [
+    "EventSource",
+    "ImportResult",
+    "Importer",
+    "ReferrerImportResult",
+    "ReferrerRow",
+    "import_events",
+    "import_referrers",
+]
 
 #: What :func:`import_events` reads: events, from an iterable or an async iterable.
 EventSource = Iterable[Event] | AsyncIterable[Event]

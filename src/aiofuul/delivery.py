@@ -21,7 +21,15 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from .config import RetryPolicy
-from .errors import APIError, BadRequestError, FuulError, RateLimitError, TransportError
+from .errors import (
+    AmbiguousWriteError,
+    APIError,
+    BadRequestError,
+    ConnectError,
+    FuulError,
+    RateLimitError,
+    TransportError,
+)
 from .lanes import Lane
 from .models import DECODE_ERRORS, decode_ingested
 from .transport import Response, Transport
@@ -39,6 +47,7 @@ __all__ = [
     "call",
     "deliver",
     "judge",
+    "unsent",
 ]
 
 T = TypeVar("T")
@@ -153,16 +162,18 @@ async def deliver(
     params: Mapping[str, str] | None = None,
     events: int = 0,
     path: str | None = None,
+    method: str | None = None,
 ) -> Outcome:
     """Send one request in a slot of ``lane`` the caller holds, judge the answer, and let
-    the lane learn from it (counters, pauses, a stop). ``path``: another path than the
-    lane's (a lane of :mod:`aiofuul.api` serves a group of endpoints)."""
+    the lane learn from it (counters, pauses, a stop). ``path`` and ``method``: another
+    than the lane's (a lane of :mod:`aiofuul.api` serves a group of endpoints, its reads
+    and its writes)."""
     lane.requests += 1
     if lane.params is not None:
         params = lane.params if params is None else {**lane.params, **params}
     try:
         response = await transport.request(
-            lane.method, lane.path if path is None else path, body=body, params=params
+            method or lane.method, lane.path if path is None else path, body=body, params=params
         )
     except FuulError as exc:
         outcome: Outcome = Retry(exc)
@@ -200,23 +211,40 @@ async def call(
     params: Mapping[str, str] | None = None,
     events: int = 0,
     path: str | None = None,
+    method: str | None = None,
+    idempotent: bool = True,
 ) -> Delivered[T] | Duplicate:
     """Send until a final answer: a :class:`Delivered` or :class:`Duplicate`; raises the
     :class:`~aiofuul.errors.APIError` of a refusal, or the last error once the policy's
-    attempts or elapsed time run out (waiting for a slot past the deadline included)."""
+    attempts or elapsed time run out (waiting for a slot past the deadline included).
+
+    ``idempotent=False`` (a request that must not take effect twice) sends it again only
+    when it surely did not reach the handler (:func:`unsent`); after any other failure
+    it raises :class:`~aiofuul.errors.AmbiguousWriteError`: it may have taken effect."""
     deadline = lane.clock() + policy.max_elapsed
     attempts = 0
     error: FuulError | None = None
     while True:
         async with lane.slot(deadline=deadline, error=error):
             outcome = await deliver(
-                lane, transport, accept, body=body, params=params, events=events, path=path
-            )
+                lane, transport, accept, body=body, params=params, events=events, path=path,
+                method=method,
+            )  # fmt: skip
         if isinstance(outcome, (Delivered, Duplicate)):
             return outcome
         error = outcome.cause
         if isinstance(outcome, (Rejected, Stopped)):
             raise error
+        if not idempotent and isinstance(outcome, Retry) and not unsent(error):
+            where = lane.path if path is None else path
+            raise AmbiguousWriteError(method or lane.method, where, error)
         attempts += 1
         if policy.exhausted(attempts, deadline - policy.max_elapsed, lane.clock()):
             raise error
+
+
+def unsent(cause: FuulError) -> bool:
+    """Whether a failed request surely did not reach the handler: no connection was made,
+    or the server answered 503 (unavailable: it did not take the request). A 429 is
+    another outcome (:class:`RateLimited`), never applied either."""
+    return isinstance(cause, ConnectError) or (isinstance(cause, APIError) and cause.status == 503)

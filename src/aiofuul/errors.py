@@ -9,6 +9,8 @@ FuulError
 ├── QueueFullError             track() with queue_full="raise" and no room left
 ├── UndeliveredError           given to on_error: why tracked events were not delivered
 ├── TransportError             connection failed, timed out, or the response was unreadable
+│   ├── ConnectError           no connection was made: the request was surely not sent
+│   └── AmbiguousWriteError    a write that is not idempotent may have taken effect: not resent
 ├── WebhookError               a webhook body that is not a reward.earned (aiofuul.webhooks.parse)
 └── APIError                   the server answered with an error status
     ├── BadRequestError        400: the server refused the payload
@@ -16,7 +18,8 @@ FuulError
     ├── PermissionDeniedError  403: the key lacks the scope
     ├── NotFoundError          404: e.g. the project does not exist
     ├── RateLimitError         429: too many requests (``retry_after`` in seconds, if sent)
-    └── ServerError            5xx
+    ├── ServerError            5xx
+    └── UnprocessableEntityError  422: refused by a rule of the server (max_uses reached...)
 ```
 
 Example::
@@ -36,10 +39,12 @@ from typing import Literal
 
 __all__ = [
     "APIError",
+    "AmbiguousWriteError",
     "AuthenticationError",
     "BadRequestError",
     "ClientStateError",
     "ConfigurationError",
+    "ConnectError",
     "FuulError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -48,6 +53,7 @@ __all__ = [
     "ServerError",
     "TransportError",
     "UndeliveredError",
+    "UnprocessableEntityError",
     "ValidationError",
     "UndeliveredReason",
     "WebhookError",
@@ -340,3 +346,48 @@ class FuulTimeoutError(FuulError, TimeoutError):
         except FuulTimeoutError:
             ...  # retry later: the dedup id makes a second send harmless
     """
+
+
+class ConnectError(TransportError):
+    """No connection to the server could be made (refused, DNS, TLS handshake, connect
+    timeout): the request was surely not sent, so even a write that is not idempotent
+    may be sent again."""
+
+
+class AmbiguousWriteError(TransportError):
+    """A write that is not idempotent (``referral_codes.generate``, ``referral_codes.use``)
+    failed after it was sent (a timeout, a connection reset, a 5xx other than 503, an
+    unreadable answer): it **may have taken effect**, so it was not sent again.
+
+    ``method`` and ``path`` name the request, ``cause`` the failure, and ``check`` says how
+    to find out whether it took effect before trying again::
+
+        try:
+            codes = await fuul.referral_codes.generate(user)
+        except aiofuul.AmbiguousWriteError as exc:
+            print(exc.check)  # "fuul.referral_codes.list(user) shows the codes it made"
+    """
+
+    def __init__(self, method: str, path: str, cause: FuulError | None, check: str = ""):
+        self.method = method
+        self.path = path
+        self.cause = cause
+        self.check = check
+        text = f"{method} {path} may have taken effect ({cause}); it was not sent again"
+        super().__init__(f"{text}: check with {check}" if check else text)
+
+    def with_check(self, check: str) -> AmbiguousWriteError:
+        """The same error, saying how to check whether the write took effect."""
+        return AmbiguousWriteError(self.method, self.path, self.cause, check)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.method, self.path, self.cause, self.check))
+
+
+class UnprocessableEntityError(APIError):
+    """422: the request was well formed but a rule of the server refuses it now (a code
+    that reached its ``max_uses``, removing the referrer of a user who redeemed codes).
+    ``message`` is the server's reason. Not retried: the same request would be refused."""
+
+
+_BY_STATUS[422] = UnprocessableEntityError

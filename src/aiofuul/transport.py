@@ -27,7 +27,14 @@ import msgspec
 import yarl
 
 from ._version import __version__
-from .errors import APIError, ConfigurationError, FuulError, TransportError, error_for_status
+from .errors import (
+    APIError,
+    ConfigurationError,
+    ConnectError,
+    FuulError,
+    TransportError,
+    error_for_status,
+)
 from .models import DECODE_ERRORS
 
 __all__ = [
@@ -119,6 +126,17 @@ def _describe(exc: aiohttp.ClientError) -> str:
     return str(exc)
 
 
+# The failures before a connection exists, so before anything was sent; a connect
+# timeout has a class of its own from aiohttp 3.10 on (a plain timeout before: ambiguous).
+_CONNECT_TIMEOUT: type[aiohttp.ClientError] | None = getattr(
+    aiohttp, "ConnectionTimeoutError", None
+)
+_CONNECT_FAILURES: tuple[type[aiohttp.ClientError], ...] = (
+    aiohttp.ClientConnectorError,
+    *([] if _CONNECT_TIMEOUT is None else [_CONNECT_TIMEOUT]),
+)
+
+
 class _ErrorBody(msgspec.Struct):
     message: str | list[str] | None = None
 
@@ -157,7 +175,9 @@ class Transport(Protocol):
     :meth:`request` returns a :class:`Response` for every HTTP answer, errors included
     (the client judges the status), and raises :class:`~aiofuul.TransportError` when no
     readable answer came (connection failed, timed out, body unreadable or too large):
-    the client retries that like a 5xx. Anything else it raises is taken for a bug.
+    the client retries that like a 5xx. Its subclass :class:`~aiofuul.ConnectError` says
+    that no connection was made, so the request surely did not leave: only then is a
+    write that is not idempotent sent again. Anything else it raises is taken for a bug.
     """
 
     async def request(
@@ -230,6 +250,7 @@ class AiohttpTransport:
         session = self._get_session()
         headers = self._headers if body is None else self._json_headers
         failure: str
+        connect = False
         try:
             async with session.request(
                 method,
@@ -260,6 +281,11 @@ class AiohttpTransport:
                         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                         return Response(resp.status, bytes(data), retry_after)
                     failure = f"response exceeds max_response_bytes={self._max_bytes}"
+        except _CONNECT_FAILURES as exc:
+            # No connection was made: the request surely did not leave (a write that is
+            # not idempotent may be sent again). Its message only, as below.
+            failure = f"{type(exc).__name__}: {_describe(exc)}"
+            connect = True
         except asyncio.TimeoutError:
             failure = f"timed out after {self._timeout.total} s"
         except aiohttp.ClientError as exc:
@@ -267,6 +293,8 @@ class AiohttpTransport:
             # request (headers included, the key with them), and raising inside
             # ``except`` would chain it as __context__ even with ``from None``.
             failure = f"{type(exc).__name__}: {_describe(exc)}"
+        if connect:
+            raise ConnectError(f"{method} {path}: {failure}")
         raise TransportError(f"{method} {path}: {failure}")
 
     async def close(self) -> None:

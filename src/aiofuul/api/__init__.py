@@ -1,10 +1,16 @@
-"""Every read of the Fuul API besides events, in endpoint groups named as the official
-SDK's services, each on a lane (and a rate limit) of its own::
+"""Every read and write of the Fuul API besides events, in endpoint groups named as the
+official SDK's services, each on a lane (and a rate limit) of its own::
 
     async with FuulClient() as fuul:
         who = await fuul.users.referrer(user)
         async for movement in fuul.payouts.movements(user):
             ...
+        await fuul.users.set_referrer(user, referrer)
+
+A write returns the server's answer (:class:`Written`, or the codes it made) or raises.
+Writes that are idempotent by meaning (PUT, DELETE, ``max_uses``, audience entries) are
+retried like reads; ``referral_codes.generate`` and ``use`` are sent again only when they
+surely did not arrive (:class:`~aiofuul.AmbiguousWriteError` otherwise).
 
 Lists are :class:`~aiofuul.api.paginator.Paginator` objects; answers are lenient
 msgspec Structs (:mod:`aiofuul.api._decode` says how): unknown fields land in
@@ -17,6 +23,7 @@ from functools import cached_property
 
 from ..endpoints import Endpoints
 from ._decode import Answer, Text, Timestamp, as_dict
+from ._group import Written
 from .affiliate_portal import AffiliatePortal
 from .affiliates import Affiliate, AffiliateCode, Affiliates, Tier
 from .audiences import Audiences, AudienceSegment
@@ -80,6 +87,7 @@ __all__ = [
     "Timestamp",
     "UserReferrer",
     "Users",
+    "Written",
     "as_dict",
 ]
 

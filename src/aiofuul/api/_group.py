@@ -1,6 +1,6 @@
-"""What every endpoint group of :mod:`aiofuul.api` shares: its lane, one GET through the
-one retry loop (:func:`aiofuul.delivery.call`), and the three paging styles turned into
-a :class:`~aiofuul.api.paginator.Paginator`."""
+"""What every endpoint group of :mod:`aiofuul.api` shares: its lane, one request (a read,
+or a write) through the one retry loop (:func:`aiofuul.delivery.call`), and the three
+paging styles turned into a :class:`~aiofuul.api.paginator.Paginator`."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import msgspec
 
 from ..delivery import Duplicate, call
 from ..endpoints import Endpoints
-from ..errors import PermissionDeniedError, TransportError
+from ..errors import AmbiguousWriteError, APIError, PermissionDeniedError, TransportError
 from ..limits import LaneName
 from ._decode import convert, decode_json
 from ._query import check_int_range
 from .paginator import Page, PageToken, Paginator
 
-__all__ = ["Group", "check_paging", "segment"]
+__all__ = ["Group", "Written", "check_paging", "segment"]
 
 T = TypeVar("T")
 
@@ -29,6 +29,27 @@ _TOTALS = ("total_results", "total_count", "count")
 def segment(value: str) -> str:
     """A value as one path segment (a code holding ``/`` stays one segment)."""
     return quote(value, safe="")
+
+
+class Written(msgspec.Struct, frozen=True):
+    """What the server answered a write it took (a 2xx): ``body`` is the answer's JSON,
+    None when it was empty (Fuul publishes no answer for most writes).
+
+    Example::
+
+        answer = await fuul.users.set_referrer(user, referrer)
+        if answer.changed is False:
+            print("already so")
+    """
+
+    body: Any = None
+
+    @property
+    def changed(self) -> bool | None:
+        """The answer's ``changed`` field: False when the write found things already as
+        asked (the sandbox says so; a server may), None when the answer does not say."""
+        value = self.body.get("changed") if isinstance(self.body, dict) else None
+        return value if isinstance(value, bool) else None
 
 
 def _int(value: object) -> int | None:
@@ -80,26 +101,67 @@ class Group:
         """``GET path``, retried as every call is; ``read`` makes the answer of the
         decoded JSON (raising ``msgspec.ValidationError``, ``KeyError``,
         ``TypeError`` or ``ValueError`` when it is not the API's answer: retried)."""
+        return await self._send("GET", path, params, None, read, needs=self._needs)
+
+    async def _write(
+        self,
+        method: str,
+        path: str,
+        read: Callable[[Any], T],
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        idempotent: bool = True,
+        check: str = "",
+    ) -> T:
+        """A write (a service-role key): ``body`` is sent as JSON; an empty answer is
+        ``read(None)``. ``idempotent=False``: sent again only when it surely did not
+        arrive, else :class:`~aiofuul.AmbiguousWriteError` saying how to ``check``."""
+        encoded = None if body is None else msgspec.json.encode(body)
+        try:
+            return await self._send(
+                method, path, params, encoded, read, needs="service-role",
+                empty_ok=True, idempotent=idempotent,
+            )  # fmt: skip
+        except AmbiguousWriteError as exc:
+            raise exc.with_check(check) from exc.cause
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        read: Callable[[Any], T],
+        *,
+        needs: str,
+        empty_ok: bool = False,
+        idempotent: bool = True,
+    ) -> T:
         client = self._client
         client._check_usable()
         lane = client._lanes[self._lane]
 
         # The answer travels in a 1-tuple: None is how accept says "not the API's answer".
-        def accept(body: bytes) -> tuple[T] | None:
-            raw = decode_json(body)
+        def accept(answer: bytes) -> tuple[T] | None:
+            empty = empty_ok and not answer.strip()
+            raw = None if empty else decode_json(answer)
             try:
-                return None if raw is None else (read(raw),)
+                return None if raw is None and not empty else (read(raw),)
             except (msgspec.ValidationError, KeyError, TypeError, ValueError, RecursionError):
                 return None  # RecursionError: nested deeper than the readers recurse
 
         try:
             outcome = await call(
-                lane, client._transport, client.config.retry, accept, params=params, path=path
-            )
+                lane, client._transport, client.config.retry, accept, body=body,
+                params=params, path=path, method=method, idempotent=idempotent,
+            )  # fmt: skip
         except PermissionDeniedError as exc:
-            raise exc.for_scope(self._needs) from None
+            raise exc.for_scope(needs) from None
         if isinstance(outcome, Duplicate):
-            raise TransportError(f"GET {path}: answered 409 to a read")
+            if method == "GET":
+                raise TransportError(f"GET {path}: answered 409 to a read")
+            raise APIError(409, f"{method} {path}: conflict")
         return outcome.value[0]
 
     async def _one(self, path: str, params: Mapping[str, str], model: type[T]) -> T:

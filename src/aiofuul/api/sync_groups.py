@@ -1,14 +1,20 @@
 """The endpoint groups of :mod:`aiofuul.api` for :class:`~aiofuul.SyncFuulClient`: every
-method, blocking, with a ``timeout=`` (seconds; None: as long as the retries take), and
-every list a :class:`SyncPaginator` (plain iterators instead of async ones).
+method, reads and writes, blocking, with a ``timeout=`` (seconds; None: as long as the
+retries take), and every list a :class:`SyncPaginator` (plain iterators instead of
+async ones).
 
 Written once for all groups: a call is the async group's method run on the sync
-client's loop, so the rules, lanes, limits and errors are the same.
+client's loop, so the rules, lanes, limits, retries and errors are the same (a
+``generate`` whose answer was lost raises :class:`~aiofuul.AmbiguousWriteError` here
+too). A ``timeout`` that expires cancels the call: ``generate`` and ``use`` may have
+been sent by then, which is as ambiguous as a lost answer (check before trying again).
 
 Example::
 
     fuul = SyncFuulClient()
     who = fuul.users.referrer(user, timeout=10)
+    fuul.users.set_referrer(user, referrer)
+    codes = fuul.referral_codes.generate(user, quantity=2)
     for movement in fuul.payouts.movements(user):
         print(movement.date, movement.total_amount)
 """

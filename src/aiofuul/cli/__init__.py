@@ -1,5 +1,5 @@
 """The ``aiofuul`` command line: ``demo``, ``sandbox``, ``send``, ``import``, ``status``,
-``outbox``, ``export``.
+``outbox``, ``export``, ``referrers``.
 
 Exit codes, the same for every command:
 
@@ -24,6 +24,7 @@ from . import demo as demo
 from . import export as export
 from . import importer as importer
 from . import outbox as outbox
+from . import referrers as referrers
 from . import send as send
 from . import serve as serve
 from . import status as status
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show tracebacks (as aiofuul --debug)",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (demo, serve, send, importer, status, outbox, export):
+    for module in (demo, serve, send, importer, status, outbox, export, referrers):
         command = commands.add_parser(
             module.NAME,
             parents=[common],

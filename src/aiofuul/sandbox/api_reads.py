@@ -25,7 +25,7 @@ from .rankings import leaderboard, referred_users, referred_volume
 from .reads import _iso
 from .state import FuulState, Payout
 
-__all__ = ["API_LANES", "ROUTES", "Route", "answer_route"]
+__all__ = ["API_LANES", "ROUTES", "Route", "answer_route", "key_refusal"]
 
 Answer = Callable[[FuulState, dict[str, Any], Mapping[str, str]], tuple[int, Any]]
 
@@ -288,10 +288,19 @@ def answer_route(
     scopes: frozenset[str] | None,
 ) -> tuple[int, bytes]:
     """``(status, body)`` of one request to ``route`` (a 400 is raised as BadRequest)."""
-    if scopes is not None and not ({route.needs, "service-role"} & scopes):
-        kind = "a service-role key" if route.needs == "service-role" else "a key with read scope"
-        body = {"message": f"Forbidden: this endpoint needs {kind}", "statusCode": 403}
-        return 403, msgspec.json.encode(body)
+    refused = key_refusal(route.needs, scopes)
+    if refused is not None:
+        return refused
     values = judge_query(route.params, query)
     status, body = route.answer(state, values, path)
     return status, msgspec.json.encode(body)
+
+
+def key_refusal(needs: str, scopes: frozenset[str] | None) -> tuple[int, bytes] | None:
+    """The 403 for a key whose ``scopes`` lack what an endpoint ``needs`` (``read`` or
+    ``service-role``; a service-role key may do everything), or None."""
+    if scopes is None or {needs, "service-role"} & scopes:
+        return None
+    kind = "a service-role key" if needs == "service-role" else "a key with read scope"
+    body = {"message": f"Forbidden: this endpoint needs {kind}", "statusCode": 403}
+    return 403, msgspec.json.encode(body)

@@ -14,7 +14,9 @@ the server and what every request goes through (key, scopes, rate limit, faults)
 endpoints' own answers are in :mod:`~aiofuul.sandbox.sends` and
 :mod:`~aiofuul.sandbox.reads`. The reads beyond events (referrers, codes, affiliates,
 leaderboards, payouts, claim checks, audiences, the affiliate portal) are the table of
-:mod:`~aiofuul.sandbox.api_reads`, answered from :attr:`Sandbox.state`.
+:mod:`~aiofuul.sandbox.api_reads`, answered from :attr:`Sandbox.state`; the writes
+(referrers, codes, audience entries) are that of :mod:`~aiofuul.sandbox.api_writes`,
+applied to it.
 
 Example (any HTTP client will do; the sandbox only sees the wire)::
 
@@ -41,6 +43,7 @@ from aiohttp import hdrs, web
 from ..limits import DEFAULT_LIMITS, LaneName, Limits
 from ..models import Event
 from .api_reads import API_LANES, ROUTES, answer_route
+from .api_writes import WRITES, answer_write
 from .exchange import MAX_BODY, Exchange, RecordedRequest, drop
 from .faults import Dice, Faults, error_body, roll
 from .parsing import BadRequest
@@ -174,6 +177,9 @@ class Sandbox:
         for route in ROUTES:
             serve = functools.partial(self._serve, lane=route.lane)
             app.router.add_route("GET", _API + route.path, serve)
+        for write in WRITES:
+            serve = functools.partial(self._serve, lane=write.lane)
+            app.router.add_route(write.method, _API + write.path, serve)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT
@@ -356,11 +362,21 @@ class Sandbox:
                 if self.webhooks is not None:  # the events just stored are new at the end
                     self.webhooks.payouts_for(self._store, before)
                 return answer
+            if lane in API_LANES and ex.request.method != "GET":
+                return (*await self._answer_write(ex, scopes), 0)
             return (*self._answer_read(lane, ex.request, scopes), 0)
         except BadRequest as exc:
             return 400, exc.body(), exc.events
         except web.HTTPRequestEntityTooLarge:
             return 413, TOO_LARGE, 0
+
+    async def _answer_write(self, ex: Exchange, scopes: frozenset[str] | None) -> tuple[int, bytes]:
+        request = ex.request
+        resource = request.match_info.route.resource
+        path = "" if resource is None else resource.canonical.removeprefix(_API)
+        route = next(w for w in WRITES if w.path == path and w.method == request.method)
+        body = await ex.read()
+        return answer_write(route, self.state, request.query, request.match_info, body, scopes)
 
     def _answer_read(
         self, lane: LaneName, request: web.Request, scopes: frozenset[str] | None

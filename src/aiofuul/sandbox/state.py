@@ -9,7 +9,8 @@ its user gets a payout of ``args["amount"]`` (1 when absent), in points, or on c
 when ``args["currency_address"]`` is set (with ``args["chain_id"]``); its
 ``args["volume_usd"]`` counts as volume. If the user has a referrer, the referrer gets
 :attr:`FuulState.referrer_rate` of it too. Referrers are set by tests
-(:meth:`FuulState.set_referrer`) or by the writes of the API.
+(:meth:`FuulState.set_referrer`) or by the writes of the API
+(:mod:`~aiofuul.sandbox.api_writes`), through the same methods.
 
 Payouts are made when a read needs them (:meth:`FuulState.catch_up`), in the order
 the events were stored; ``on_payout`` callbacks see each one as it is made.
@@ -149,6 +150,7 @@ class FuulState:
         self.codes: dict[str, Code] = {}
         self.affiliates: dict[Key, Affiliate] = {}
         self.audiences: dict[Key, list[dict[str, Any]]] = {}
+        self.segments: dict[str, dict[str, Any]] = {}
         self.payouts: list[Payout] = []
         self.claim_checks: dict[str, ClaimCheck] = {}
         self._by_user: dict[Key, list[Payout]] = {}
@@ -158,18 +160,63 @@ class FuulState:
     # -- set up by tests (and by the API's writes) ---------------------------------------
     def set_referrer(
         self, user: User, referrer: User, code: str | None = None, at: float | None = None
-    ) -> None:
+    ) -> bool:
         """Record (or overwrite) who referred ``user``; a ``code`` of the referrer's is
-        counted as used."""
+        counted as used (and the use of the code it replaces undone). False when it was
+        already so (nothing changed)."""
         old = self.referrals.get(key(user))
         if old is not None:
-            self._referred[key(old.referrer)].remove(user)
+            if old.referrer == referrer and old.code == code:
+                return False
+            self.remove_referrer(user)
         when = time.time() if at is None else at
         self.referrals[key(user)] = Referral(user, referrer, code, when)
         self._referred.setdefault(key(referrer), []).append(user)
         if code is not None:
             found = self.codes.get(code) or self.add_code(referrer, code)
             found.used_by.append((user, when))
+        return True
+
+    def remove_referrer(self, user: User) -> bool:
+        """``user`` has no referrer any more (the use of its code undone); False when it
+        had none."""
+        old = self.referrals.pop(key(user), None)
+        if old is None:
+            return False
+        self._referred[key(old.referrer)].remove(user)
+        if old.code is not None and old.code in self.codes:
+            used = self.codes[old.code].used_by
+            used[:] = [(u, at) for u, at in used if u != user]
+        return True
+
+    def redemptions(self, user: User) -> list[Code]:
+        """The codes ``user`` used."""
+        return [c for c in self.codes.values() if any(u == user for u, _ in c.used_by)]
+
+    def use_code(self, code: Code, user: User) -> None:
+        """``user`` uses ``code``: it counts, and its owner is ``user``'s referrer."""
+        self.set_referrer(user, code.owner, code.code)
+
+    def set_max_uses(self, code: Code, max_uses: int | None) -> None:
+        """How many times ``code`` may be used (None: without limit; 0: disabled)."""
+        code.max_uses = max_uses
+
+    def join_segment(self, segment_id: str, user: User) -> bool:
+        """Put ``user`` in the audience segment ``segment_id`` (made on first use);
+        False when it was there."""
+        segment = self.segments.get(segment_id) or self._segment(segment_id, segment_id)
+        mine = self.audiences.setdefault(key(user), [])
+        if any(s["id"] == segment_id for s in mine):
+            return False
+        mine.append(segment)
+        return True
+
+    def leave_segment(self, segment_id: str, user: User) -> bool:
+        """Take ``user`` out of the segment; False when it was not in it."""
+        mine = self.audiences.get(key(user), [])
+        before = len(mine)
+        mine[:] = [s for s in mine if s["id"] != segment_id]
+        return len(mine) != before
 
     def referred_by(self, referrer: User) -> list[User]:
         """The users ``referrer`` referred, in the order they were."""
@@ -197,10 +244,16 @@ class FuulState:
 
     def add_audience(self, user: User, name: str, badge_name: str | None = None) -> None:
         """Put ``user`` in the audience segment ``name``."""
-        segment = {"id": str(uuid.uuid5(_IDS, name)), "name": name,
-                   "badge_name": badge_name or name, "badge_description": f"Member of {name}",
-                   "badge_image": None, "active": True}  # fmt: skip
+        ident = str(uuid.uuid5(_IDS, name))
+        segment = self.segments.get(ident) or self._segment(ident, name, badge_name)
         self.audiences.setdefault(key(user), []).append(segment)
+
+    def _segment(self, ident: str, name: str, badge_name: str | None = None) -> dict[str, Any]:
+        made = self.segments[ident] = {
+            "id": ident, "name": name, "badge_name": badge_name or name,
+            "badge_description": f"Member of {name}", "badge_image": None, "active": True,
+        }  # fmt: skip
+        return made
 
     def store_events(self, events: Iterable[Event]) -> int:
         """Store events as if they had been sent (a test's shortcut past the rate
