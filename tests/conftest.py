@@ -9,6 +9,7 @@ so it is generous (seconds where the thing takes milliseconds)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shutil
 import socket
@@ -55,10 +56,16 @@ class FakeClock:
 async def wait_until(
     condition: Callable[[], object], timeout: float = HANG, what: str = "the condition"
 ) -> None:
-    """Let the loop run until ``condition()`` is true; fail after ``timeout`` seconds
-    (a hang, not a slow machine: keep it generous)."""
+    """Let the loop run until ``condition()`` is true (it may return an awaitable, which
+    is awaited); fail after ``timeout`` seconds (a hang, not a slow machine: keep it
+    generous)."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.005)
