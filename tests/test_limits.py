@@ -231,13 +231,27 @@ def test_pause_delays_a_window_slot_too() -> None:
     assert limiter.next_free() == 5.0
 
 
+def sleeping_on(clock: FakeClock, limiter: SlidingWindowLimiter) -> list[float | None]:
+    """Make ``limiter.wait`` a sleep on the fake clock (it moves on by the timeout at
+    once); the timeouts it was asked for."""
+    asked: list[float | None] = []
+
+    async def wait(timeout: float | None = None) -> None:
+        asked.append(timeout)
+        assert timeout is not None, "would wait for a release that never comes"
+        clock.advance(timeout)
+
+    limiter.wait = wait  # type: ignore[method-assign]
+    return asked
+
+
 async def test_acquire_sleeps_until_the_pause_ends() -> None:
-    loop = asyncio.get_running_loop()
-    limiter = SlidingWindowLimiter(RateLimit(10, 1.0), clock=loop.time)
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(RateLimit(10, 1.0), clock=clock)
+    asked = sleeping_on(clock, limiter)
     limiter.pause(0.1)
-    start = loop.time()
     await limiter.acquire()
-    assert loop.time() - start >= 0.1
+    assert clock.now == pytest.approx(0.1) and asked == [pytest.approx(0.1)]
 
 
 async def test_acquire_wakes_as_soon_as_an_in_flight_slot_is_cancelled() -> None:
@@ -248,18 +262,18 @@ async def test_acquire_wakes_as_soon_as_an_in_flight_slot_is_cancelled() -> None
     await asyncio.sleep(0.02)
     assert not waiter.done()  # next_free() is inf: it waits for a release
     limiter.cancel()
-    await asyncio.wait_for(waiter, 0.5)
+    await asyncio.wait_for(waiter, 30)  # without the wake: 60 s (only a hang fails)
     assert limiter.in_flight == 1
 
 
 async def test_acquire_waits_a_full_period_after_a_release() -> None:
-    loop = asyncio.get_running_loop()
-    limiter = SlidingWindowLimiter(RateLimit(1, 0.1), clock=loop.time)
+    clock = FakeClock(5.0)
+    limiter = SlidingWindowLimiter(RateLimit(1, 0.1), clock=clock)
+    sleeping_on(clock, limiter)
     await limiter.acquire()
     limiter.release()
-    released = loop.time()
     await limiter.acquire()
-    assert loop.time() - released >= 0.1
+    assert clock.now >= 5.1
 
 
 # -- 429 feedback ----------------------------------------------------------------------------------

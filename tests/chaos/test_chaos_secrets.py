@@ -31,7 +31,7 @@ from aiofuul import (
     ValidationError,
 )
 from aiofuul.sandbox import Faults, Sandbox
-from conftest import EVM, FAST_LIMITS, fast_config
+from conftest import EVM, FAST_LIMITS, fast_config, wait_until
 
 SECRET = "sk_live_SECRET_abc123"
 #: Any part that would give the key away: the whole key, or its distinctive tail.
@@ -245,8 +245,9 @@ async def test_the_api_key_never_shows(capture: Capture, tmp_path: Path) -> None
             fuul.track("trade", EVM, dedup_id="q-1")
             async with scan.expect(QueueFullError):
                 fuul.track("trade", EVM, dedup_id="q-2")
-            await asyncio.to_thread(fuul.track_threadsafe, "trade", EVM)  # dropped
-            await asyncio.sleep(0.05)
+            await asyncio.to_thread(fuul.track_threadsafe, "trade", EVM)  # queued or dropped
+            # It reaches the loop through call_soon_threadsafe: counted either way.
+            await wait_until(lambda: fuul.stats().tracked == 2, what="the thread's event")
             scan.client(fuul)
         for error in ledger.errors:
             scan.exc(error)
