@@ -1,5 +1,7 @@
-"""Sessions: ``nox -s tests``, ``nox -s lint`` (ruff), ``nox -s typecheck`` (mypy --strict),
-``nox -s bench`` (every benchmark, side by side with the peers)."""
+"""Sessions: ``nox -s tests`` (everything, as CI runs it), ``nox -s quick`` (all but the
+tests marked ``slow``: under a minute on 2 cores), ``nox -s lint`` (ruff), ``nox -s
+typecheck`` (mypy --strict), ``nox -s bench`` (every benchmark, side by side with the
+peers)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,13 @@ def tests(session: nox.Session) -> None:
     """The test suite, as .ci/run runs it."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def quick(session: nox.Session) -> None:
+    """The tests not marked ``slow``: what to run between edits (CI runs ``tests``)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-m", "not slow", *session.posargs)
 
 
 @nox.session

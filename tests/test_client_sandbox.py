@@ -493,6 +493,7 @@ GREEDY_LIMITS = Limits(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["seconds", "http-date", "none"])
 async def test_429_in_every_retry_after_form_is_retried_until_every_event_is_stored(
     evm_user: User, form: RetryAfter

@@ -67,6 +67,7 @@ def test_the_sandbox_and_the_client_read_a_time_scale_alike(text: str) -> None:
     assert sandbox.limits == limits_from_args(_client_args("--time-scale", text))
 
 
+@pytest.mark.slow
 async def test_a_client_scaled_1_60_gets_no_429_from_a_sandbox_at_1_60() -> None:
     sandbox = sandbox_from_args(_sandbox_args("--time-scale", "1/60"))
     assert sandbox.limits == DEFAULT_LIMITS.scaled(1 / 60)

@@ -117,6 +117,7 @@ async def test_rejected_events_go_to_the_dead_letter_table(
     assert sandbox.stored_count(good) == 1
 
 
+@pytest.mark.slow
 async def test_sigkill_mid_stream_loses_nothing_committed(tmp_path: Path) -> None:
     db = tmp_path / "events.db"
     # A slow server keeps a backlog in the outbox when the producer dies.
@@ -175,6 +176,7 @@ async def _cli(*args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.slow
 async def test_outbox_command_lists_retries_and_purges_dead_letters(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:

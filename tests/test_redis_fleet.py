@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 import pytest_asyncio
 
 from aiofuul import FuulClient
@@ -85,6 +86,7 @@ def missing(sb: Sandbox, ids: list[str]) -> list[str]:
     return [i for i in ids if sb.stored_count(i) != 1]
 
 
+@pytest.mark.slow
 async def test_half_a_fleet_killed_mid_stream_loses_nothing_committed(
     redis_url: str, sandbox: Sandbox
 ) -> None:
@@ -143,6 +145,7 @@ async def test_half_a_fleet_killed_mid_stream_loses_nothing_committed(
     assert len(per_period) >= 3 and min(per_period) >= 0.98, per_period
 
 
+@pytest.mark.slow
 async def test_a_worker_stopped_with_a_backlog_hands_it_off_to_a_later_one(
     redis_url: str, sandbox: Sandbox
 ) -> None:
@@ -170,6 +173,7 @@ async def test_a_worker_stopped_with_a_backlog_hands_it_off_to_a_later_one(
     assert later.stats is not None and later.stats["delivered"] == 500
 
 
+@pytest.mark.slow
 async def test_nothing_committed_before_a_redis_restart_is_lost(
     redis_server: RedisServer, sandbox: Sandbox
 ) -> None:

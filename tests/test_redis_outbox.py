@@ -148,6 +148,7 @@ async def test_a_dead_clients_events_are_adopted_and_a_live_ones_are_not(
     await dead._redis.aclose()
 
 
+@pytest.mark.slow
 async def test_rejected_events_become_dead_letters_the_command_manages(
     redis_url: str, raw: redis.asyncio.Redis, sandbox: Sandbox
 ) -> None:
@@ -198,6 +199,7 @@ async def _cli(key: str, *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.slow
 async def test_redis_down_keeps_events_in_memory_and_writes_them_when_back(
     redis_server: RedisServer, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -282,6 +282,7 @@ async def test_unknown_route_is_404(sb: Sandbox, http: aiohttp.ClientSession) ->
 
 
 # -- rate limits --------------------------------------------------------------------------
+@pytest.mark.slow
 async def test_limits_per_endpoint_and_key(http: aiohttp.ClientSession) -> None:
     # A period of a second: six requests on loopback fit in it even on a loaded machine.
     limits = Limits(single=RateLimit(5, 1.0), batch=RateLimit(2, 1.0), status=RateLimit(5, 1.0))
@@ -305,6 +306,7 @@ async def test_limits_per_endpoint_and_key(http: aiohttp.ClientSession) -> None:
         assert sb.stored_count("s-5") == 1
 
 
+@pytest.mark.slow
 async def test_refused_requests_do_not_count(http: aiohttp.ClientSession) -> None:
     # A period of a second: five requests on loopback fit in it even on a loaded machine.
     async with Sandbox(limits=Limits(single=RateLimit(2, 1.0))) as sb:

@@ -171,6 +171,7 @@ def test_script_falling_off_the_end_delivers_everything(live: ThreadSandbox) -> 
     assert set(seen(live, ids)) == {1}
 
 
+@pytest.mark.slow
 def test_exit_is_bounded_and_reports_the_loss() -> None:
     proc = run_script("http://127.0.0.1:9/api/v1/", 20, close=1)  # bounded: it returns
     assert proc.returncode == 0, proc.stderr

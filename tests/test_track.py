@@ -37,6 +37,7 @@ def assert_adds_up(fuul: FuulClient) -> None:
     assert s.tracked == s.delivered + s.duplicates + s.rejected + s.failed + s.dropped + s.queued
 
 
+@pytest.mark.slow
 async def test_5000_events_from_50_producers_exactly_once_no_429_in_full_batches(
     sandbox: Sandbox,
 ) -> None:
@@ -83,6 +84,7 @@ async def test_light_traffic_goes_out_at_once_on_the_single_endpoint(sandbox: Sa
     assert sandbox.count(path="/api/v1/events") == 30
 
 
+@pytest.mark.slow
 async def test_5xx_and_dropped_connections_lose_nothing(sandbox: Sandbox) -> None:
     sandbox.faults = Faults(error_rate=0.2, drop_rate=0.05, seed=7)
     seen, on_error = recorder()
@@ -101,6 +103,7 @@ async def test_5xx_and_dropped_connections_lose_nothing(sandbox: Sandbox) -> Non
     assert sandbox.count(status=0) > 0  # some connections really were dropped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("retry_after", ["seconds", "none"])
 async def test_server_limits_below_the_clients_settle_without_loss(retry_after: str) -> None:
     # Another process spends half of the key: the server allows half of what we think.
@@ -229,6 +232,7 @@ async def test_queue_full_policies_count_and_report(policy: str) -> None:
     assert_adds_up(fuul)
 
 
+@pytest.mark.slow
 async def test_atrack_waits_for_room_instead_of_dropping(sandbox: Sandbox) -> None:
     config = fast_config(max_queue=5)
     async with FuulClient(API_KEY, base_url=sandbox.url, config=config) as fuul:

@@ -1602,6 +1602,7 @@ def assert_refusal_is_well_formed(err: ValidationError, strict: bool, check_form
 # == Hypothesis: arbitrary input ======================================================================
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(ev=any_event, check_format=st.booleans(), strict=st.booleans())
 def test_any_event_is_refused_with_validation_error_or_accepted_and_round_trips(
@@ -1685,6 +1686,7 @@ def test_check_args_returns_encodable_args_or_raises_validation_error(
     assert_round_trips(event(args=out))
 
 
+@pytest.mark.slow
 @settings(PROPERTY, max_examples=120)
 @given(events=st.lists(any_event, max_size=4) | anything, strict=st.booleans())
 def test_validate_batch_accepts_or_raises_validation_error_and_round_trips(

@@ -44,6 +44,9 @@ from aiofuul.sandbox import Sandbox
 from aiofuul.validation import validate_batch, validate_event
 from conftest import API_KEY, EVM, FAST_RETRY, fast_config, wait_until
 
+#: The chaos tier: minutes of faults in all; `nox -s quick` leaves it out.
+pytestmark = pytest.mark.slow
+
 T = TypeVar("T")
 
 FUZZ = settings(

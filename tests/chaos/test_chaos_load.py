@@ -10,11 +10,15 @@ import threading
 import time
 import tracemalloc
 
+import pytest
 from chaos_support import UNLIMITED, Ledger, sender_alive
 
 from aiofuul import ClientConfig, FuulClient
 from aiofuul.sandbox import Sandbox
 from conftest import API_KEY, EVM, FAST_RETRY, wait_until
+
+#: The chaos tier: minutes of faults in all; `nox -s quick` leaves it out.
+pytestmark = pytest.mark.slow
 
 TOTAL = 200_000
 TASKS = 20

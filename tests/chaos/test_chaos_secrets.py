@@ -33,6 +33,9 @@ from aiofuul import (
 from aiofuul.sandbox import Faults, Sandbox
 from conftest import EVM, FAST_LIMITS, fast_config, wait_until
 
+#: The chaos tier: minutes of faults in all; `nox -s quick` leaves it out.
+pytestmark = pytest.mark.slow
+
 SECRET = "sk_live_SECRET_abc123"
 #: Any part that would give the key away: the whole key, or its distinctive tail.
 TELLTALES = (SECRET, "SECRET_abc123")

@@ -41,6 +41,9 @@ from aiofuul import (
 from aiofuul.sandbox import Faults, Sandbox
 from conftest import API_KEY, EVM, FAST_LIMITS, HANG, fast_config, wait_until
 
+#: The chaos tier: minutes of faults in all; `nox -s quick` leaves it out.
+pytestmark = pytest.mark.slow
+
 STATUSES_5XX = (500, 502, 503, 504)
 
 
