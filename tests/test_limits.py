@@ -1,6 +1,6 @@
 """SlidingWindowLimiter: at most N in ANY window of the period, and no more conservative
 than that; the 429 feedback (capacity cut, recovery), pause() and next_free(). The
-recovery on a shared key, end to end against a fake server, is in test_recovery.py.
+recovery on a shared key, end to end against a fake server, is in test_rate_limit_recovery.py.
 
 The property tests drive the limiter with a fake clock over integer times (exact
 arithmetic, so window edges are not blurred by float rounding) through random

@@ -1,4 +1,4 @@
-"""A steady stream above the key's ceiling (issue 12): track() does not wake a sender
+"""A steady stream above the key's ceiling: track() does not wake a sender
 that can do nothing, the user cache keeps frequent users, and overload is said once
 with its numbers."""
 
