@@ -110,6 +110,7 @@ def event_line(i: int, dedup: bool = True, **extra: Any) -> str:
 
 
 # -- help and usage -------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [None, *COMMANDS])
 def test_every_command_has_help(command: str | None) -> None:
     result = cli(*([command] if command else []), "--help")
@@ -117,12 +118,14 @@ def test_every_command_has_help(command: str | None) -> None:
     assert result.stdout.startswith("usage: aiofuul")
 
 
+@pytest.mark.slow
 def test_no_command_is_a_usage_error() -> None:
     result = cli()
     assert result.returncode == 2
     assert "choose a command" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("aiofuul")
     if not script.exists():
@@ -248,6 +251,7 @@ def test_import_reports_bad_lines_and_sends_nothing(live: ThreadSandbox, tmp_pat
     )
 
 
+@pytest.mark.slow
 def test_import_csv_from_stdin(live: ThreadSandbox) -> None:
     csv_text = (
         "name,identifier,identifier_type,dedup_id,timestamp,arg.size,arg.ref:str,arg.ok\n"
@@ -285,6 +289,7 @@ def test_import_without_dedup_ids_is_idempotent(live: ThreadSandbox, tmp_path: P
     assert all(re.fullmatch(r"imp-[0-9a-f]{32}", i) for i in ids)
 
 
+@pytest.mark.slow
 def test_import_reports_events_the_server_rejects(live: ThreadSandbox, tmp_path: Path) -> None:
     # The client skips the format check; the sandbox does not, and refuses the batch.
     lines = [event_line(i) for i in range(5)]

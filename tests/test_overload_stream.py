@@ -102,6 +102,7 @@ def test_the_user_cache_keeps_its_frequent_users() -> None:
     assert User("user-0@example.com", "email") not in factory._known_users  # least recent: gone
 
 
+@pytest.mark.slow
 async def test_overload_is_warned_of_once_with_its_numbers(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:

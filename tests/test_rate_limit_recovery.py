@@ -172,6 +172,7 @@ def test_capacity_knocked_down_to_a_fifth_is_back_to_the_limit_within_five_perio
     assert all(b - a in (0, 1) for a, b in pairwise(seen))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", [10, 50, 100, 1000])
 def test_from_a_tenth_of_the_limit_full_capacity_is_back_within_five_periods(limit: int) -> None:
     for level in range(1, limit + 1):  # every level a 429 can come at

@@ -107,6 +107,7 @@ async def test_close_hands_off_what_it_could_not_deliver_and_the_next_client_sen
     assert await raw.xlen(keys_of(key)[0]) == 0
 
 
+@pytest.mark.slow
 async def test_a_dead_clients_events_are_adopted_and_a_live_ones_are_not(
     redis_url: str, raw: redis.asyncio.Redis, sandbox: Sandbox
 ) -> None:

@@ -497,6 +497,7 @@ async def test_command_line_keys_and_scopes(http: aiohttp.ClientSession) -> None
         assert (await post(http, sb, "events", ev("a")))[0] == 201
 
 
+@pytest.mark.slow
 def test_command_line_serves_until_sigint() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

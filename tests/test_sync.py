@@ -161,6 +161,7 @@ def run_script(url: str, n: int, close: float) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.slow
 def test_script_falling_off_the_end_delivers_everything(live: ThreadSandbox) -> None:
     # "localhost": the exit hook must still be able to resolve names.
     url = live.sb.url.replace("127.0.0.1", "localhost")
