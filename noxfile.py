@@ -1,5 +1,6 @@
-"""Sessions: ``nox -s tests`` (the suite on each supported Python found: ``tests-3.10``
-... ``tests-3.13``), ``nox -s lint`` (ruff), ``nox -s typecheck`` (mypy --strict),
+"""Sessions: ``nox -s tests`` (everything, as CI runs it, on each supported Python found:
+``tests-3.10`` ... ``tests-3.13``), ``nox -s quick`` (all but the tests marked ``slow``:
+under a minute on 2 cores), ``nox -s lint`` (ruff), ``nox -s typecheck`` (mypy --strict),
 ``nox -s docs`` (mkdocs build --strict), ``nox -s wheel`` (build and check the wheel),
 ``nox -s bench`` (every benchmark, side by side with the peers).
 
@@ -23,6 +24,13 @@ def tests(session: nox.Session) -> None:
     """The test suite, as .ci/run runs it, on one Python (``nox -s tests-3.12``)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def quick(session: nox.Session) -> None:
+    """The tests not marked ``slow``: what to run between edits (CI runs ``tests``)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-m", "not slow", *session.posargs)
 
 
 @nox.session

@@ -1,14 +1,21 @@
 """Shared fixtures: a sandbox on loopback with the documented limits compressed to
-one period per second, and a client configured to match (fast retries, short linger)."""
+one period per second, and a client configured to match (fast retries, short linger);
+the one :class:`FakeClock` of the unit tests; and :func:`wait_until` /
+:func:`wait_until_sync`, which wait on a condition instead of sleeping a fixed time.
+
+No test asserts a wall-clock bound: a deadline here only turns a hang into a failure,
+so it is generous (seconds where the thing takes milliseconds)."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +31,55 @@ FAST_RETRY = RetryPolicy(max_attempts=12, initial_backoff=0.01, max_backoff=0.2,
 API_KEY = "sk_test_0123456789abcdef"
 
 EVM = User("0x52908400098527886E0F7030069857D2E4169EE7", "evm_address")
+
+
+#: How long a wait on a condition may take before the test calls it a hang.
+HANG = 30.0
+
+
+class FakeClock:
+    """A clock for the lanes, limiters, the sender and the ledger: a callable returning
+    ``now``, which moves only when a test moves it (``clock.now = 7.0``, ``advance``)."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        """Move on by ``seconds``; the new ``now``."""
+        self.now += seconds
+        return self.now
+
+
+async def wait_until(
+    condition: Callable[[], object], timeout: float = HANG, what: str = "the condition"
+) -> None:
+    """Let the loop run until ``condition()`` is true (it may return an awaitable, which
+    is awaited); fail after ``timeout`` seconds (a hang, not a slow machine: keep it
+    generous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+def wait_until_sync(
+    condition: Callable[[], object], timeout: float = HANG, what: str = "the condition"
+) -> None:
+    """:func:`wait_until` for a test without a loop (another thread or process works)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
 
 
 def fast_config(**changes: object) -> ClientConfig:

@@ -87,6 +87,7 @@ async def test_an_event_the_client_refuses_is_rejected_unsent(
     assert_stored_once(sandbox, events[:105] + events[106:])
 
 
+@pytest.mark.slow
 async def test_stop_ends_early_and_a_rerun_from_the_prefix_completes(
     sandbox: Sandbox, client: FuulClient
 ) -> None:

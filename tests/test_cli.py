@@ -110,6 +110,7 @@ def event_line(i: int, dedup: bool = True, **extra: Any) -> str:
 
 
 # -- help and usage -------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [None, *COMMANDS])
 def test_every_command_has_help(command: str | None) -> None:
     result = cli(*([command] if command else []), "--help")
@@ -117,12 +118,14 @@ def test_every_command_has_help(command: str | None) -> None:
     assert result.stdout.startswith("usage: aiofuul")
 
 
+@pytest.mark.slow
 def test_no_command_is_a_usage_error() -> None:
     result = cli()
     assert result.returncode == 2
     assert "choose a command" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("aiofuul")
     if not script.exists():
@@ -133,6 +136,7 @@ def test_the_console_script_is_installed() -> None:
 
 
 # -- send and status ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_send_created_then_duplicate_and_status(live: ThreadSandbox) -> None:
     env = env_for(live)
     user = ["--user", EVM, "--type", "evm_address"]
@@ -155,6 +159,7 @@ def test_send_created_then_duplicate_and_status(live: ThreadSandbox) -> None:
     assert (status.returncode, status.stdout) == (0, "created\n"), status.stderr
 
 
+@pytest.mark.slow
 def test_status_pipeline_shows_what_became_of_an_event(live: ThreadSandbox) -> None:
     env = env_for(live)
     user = ["--user", EVM, "--type", "evm_address", "--time-scale", SCALE]
@@ -175,6 +180,7 @@ def test_status_pipeline_shows_what_became_of_an_event(live: ThreadSandbox) -> N
     assert usage.returncode == 2 and "--event-id, or --dedup-id with --event" in usage.stderr
 
 
+@pytest.mark.slow
 def test_wrong_api_key_is_one_clear_line(live: ThreadSandbox) -> None:
     wrong = "sk_wrong_key_must_not_be_printed"
     args = ["send", "signup", "--user", "ada@example.com", "--type", "email"]
@@ -193,6 +199,7 @@ def test_wrong_api_key_is_one_clear_line(live: ThreadSandbox) -> None:
     assert live.stored_ids() == []
 
 
+@pytest.mark.slow
 def test_invalid_event_and_missing_key_are_usage_errors(live: ThreadSandbox) -> None:
     bad = cli("send", "signup", "--user", "0x123", "--type", "evm_address", env=env_for(live))
     assert bad.returncode == 2
@@ -211,6 +218,7 @@ def test_invalid_event_and_missing_key_are_usage_errors(live: ThreadSandbox) -> 
 
 
 # -- import ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_import_reports_bad_lines_and_sends_nothing(live: ThreadSandbox, tmp_path: Path) -> None:
     lines = [event_line(i) for i in range(20)]
     lines[2] = "{not json\n"
@@ -243,6 +251,7 @@ def test_import_reports_bad_lines_and_sends_nothing(live: ThreadSandbox, tmp_pat
     )
 
 
+@pytest.mark.slow
 def test_import_csv_from_stdin(live: ThreadSandbox) -> None:
     csv_text = (
         "name,identifier,identifier_type,dedup_id,timestamp,arg.size,arg.ref:str,arg.ok\n"
@@ -264,6 +273,7 @@ def test_import_csv_from_stdin(live: ThreadSandbox) -> None:
     assert derived[0].timestamp == 1717171717000
 
 
+@pytest.mark.slow
 def test_import_without_dedup_ids_is_idempotent(live: ThreadSandbox, tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.write_text("".join(event_line(i, dedup=False) for i in range(250)))
@@ -279,6 +289,7 @@ def test_import_without_dedup_ids_is_idempotent(live: ThreadSandbox, tmp_path: P
     assert all(re.fullmatch(r"imp-[0-9a-f]{32}", i) for i in ids)
 
 
+@pytest.mark.slow
 def test_import_reports_events_the_server_rejects(live: ThreadSandbox, tmp_path: Path) -> None:
     # The client skips the format check; the sandbox does not, and refuses the batch.
     lines = [event_line(i) for i in range(5)]
@@ -331,6 +342,7 @@ def test_import_with_a_wrong_key_stops_with_one_line(live: ThreadSandbox, tmp_pa
     assert wrong not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_import_refuses_a_checkpoint_of_another_input(live: ThreadSandbox, tmp_path: Path) -> None:
     env = env_for(live)
     checkpoint = tmp_path / "import.ckpt"
@@ -349,6 +361,7 @@ def test_import_refuses_a_checkpoint_of_another_input(live: ThreadSandbox, tmp_p
     assert live.stored_ids() == ["line-1"]
 
 
+@pytest.mark.slow
 def test_import_interrupted_by_sigint_resumes_exactly_once(
     live: ThreadSandbox, tmp_path: Path
 ) -> None:
@@ -398,6 +411,7 @@ def test_import_interrupted_by_sigint_resumes_exactly_once(
     assert live.sb.count("events/batch") == batches
 
 
+@pytest.mark.slow
 def test_import_stopped_by_a_lost_connection_resumes_exactly_once(
     live: ThreadSandbox, tmp_path: Path
 ) -> None:
@@ -439,6 +453,7 @@ def test_import_stopped_by_a_lost_connection_resumes_exactly_once(
 
 
 # -- demo and sandbox ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_demo_delivers_exactly_once_without_429s() -> None:
     result = cli("demo", "--events", "2000", "--time-scale", SCALE, "--producers", "4")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -451,6 +466,7 @@ def test_demo_delivers_exactly_once_without_429s() -> None:
     assert "demo [" in result.stderr  # progress
 
 
+@pytest.mark.slow
 def test_sandbox_command_serves_until_sigint() -> None:
     args = [sys.executable, "-m", "aiofuul.cli", "sandbox", "--port", "0", "--key", "k9"]
     proc = subprocess.Popen([*args, "--time-scale", SCALE], stdout=subprocess.PIPE, text=True)

@@ -40,17 +40,10 @@ from aiofuul.errors import (
 from aiofuul.lanes import Lane
 from aiofuul.testing import MockRequest, MockTransport, respond
 from aiofuul.transport import Response
+from conftest import FakeClock
 
 SINGLE_LIMIT = RateLimit(100, 60.0)
 NO_BACKOFF = RetryPolicy(max_attempts=3, initial_backoff=0.0, max_backoff=0.0, max_elapsed=10.0)
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_lane(

@@ -194,6 +194,7 @@ print(json.dumps(ids))
 """
 
 
+@pytest.mark.slow
 def test_django_example_delivers_at_exit(live: ThreadSandbox) -> None:
     """examples/sync_django.py as is (its default config), in a process that ends
     without flushing: everything its view tracked is delivered by the exit hook."""
@@ -256,6 +257,7 @@ def test_flask_example_tracks_every_request_once(
 
 
 # -- Celery: a prefork worker on the Redis broker, examples/sync_celery.py -------------
+@pytest.mark.slow
 def test_celery_prefork_worker_delivers_every_task_event_once(
     live_x2: ThreadSandbox, redis_url: str, tmp_path: Path
 ) -> None:
@@ -324,6 +326,7 @@ def listening(port: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_gunicorn_preload_delivers_every_request_once_after_sigterm(
     live_x2: ThreadSandbox, tmp_path: Path
 ) -> None:

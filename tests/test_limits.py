@@ -1,6 +1,6 @@
 """SlidingWindowLimiter: at most N in ANY window of the period, and no more conservative
 than that; the 429 feedback (capacity cut, recovery), pause() and next_free(). The
-recovery on a shared key, end to end against a fake server, is in test_recovery.py.
+recovery on a shared key, end to end against a fake server, is in test_rate_limit_recovery.py.
 
 The property tests drive the limiter with a fake clock over integer times (exact
 arithmetic, so window edges are not blurred by float rounding) through random
@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from aiofuul import DEFAULT_LIMITS, Limits, RateLimit
 from aiofuul.limits import SlidingWindowLimiter
+from conftest import FakeClock
 
 PROPERTY = settings(
     max_examples=250,
@@ -30,14 +31,6 @@ PROPERTY = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-
-
-class FakeClock:
-    def __init__(self, t: float = 0.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def max_in_any_window(times: Sequence[float], period: float) -> int:
@@ -84,11 +77,11 @@ def test_sliding_window_never_admits_more_than_n_in_any_window(
     sent: list[float] = []  # acquire times of the requests released (so sent)
     releases: list[float] = []
     for step, (op, arg) in enumerate(ops):
-        now = clock.t
+        now = clock.now
         if step in rate_limited_at:
             limiter.on_rate_limited()
         if op == "advance":
-            clock.t += arg
+            clock.now += arg
         elif op == "acquire":
             for _ in range(arg):
                 if not limiter.try_acquire():
@@ -128,9 +121,9 @@ def test_sliding_window_admits_whenever_fewer_than_n_are_counted(
     in_flight = 0
     releases: list[float] = []
     for op, arg in ops:
-        now = clock.t
+        now = clock.now
         if op == "advance":
-            clock.t += arg
+            clock.now += arg
         elif op == "acquire":
             for _ in range(arg):
                 free = counted(releases, now, period) + in_flight < requests
@@ -158,19 +151,19 @@ def test_sliding_window_admits_whenever_fewer_than_n_are_counted(
                 releases.append(now)
             else:
                 limiter.cancel()
-        assert limiter.used() == counted(releases, clock.t, period) + in_flight
+        assert limiter.used() == counted(releases, clock.now, period) + in_flight
 
 
 def test_release_counts_from_the_response_not_the_request() -> None:
     clock = FakeClock()
     limiter = SlidingWindowLimiter(RateLimit(1, 10.0), clock=clock)
     assert limiter.try_acquire()
-    clock.t = 7.0  # the response arrives 7 s after the request was sent
+    clock.now = 7.0  # the response arrives 7 s after the request was sent
     limiter.release()
-    clock.t = 10.0  # a full period after the *request*: still counted
+    clock.now = 10.0  # a full period after the *request*: still counted
     assert not limiter.try_acquire()
     assert limiter.next_free() == 17.0
-    clock.t = 17.0
+    clock.now = 17.0
     assert limiter.try_acquire()
 
 
@@ -193,9 +186,9 @@ def test_next_free_is_inf_when_every_slot_is_in_flight() -> None:
         assert limiter.try_acquire()
     assert limiter.next_free() == math.inf
     assert not limiter.try_acquire()
-    clock.t = 1_000_000.0  # time alone frees nothing while they are in flight
+    clock.now = 1_000_000.0  # time alone frees nothing while they are in flight
     assert limiter.next_free() == math.inf
-    clock.t = 1_000_002.0
+    clock.now = 1_000_002.0
     limiter.release()
     assert limiter.next_free() == 1_000_012.0  # a full period after that response
 
@@ -213,9 +206,9 @@ def test_pause_admits_nothing_until_its_time() -> None:
     limiter = SlidingWindowLimiter(RateLimit(10, 1.0), clock=clock)
     limiter.pause(3.0)
     assert limiter.next_free() == 53.0
-    clock.t = 52.999
+    clock.now = 52.999
     assert not limiter.try_acquire()
-    clock.t = 53.0
+    clock.now = 53.0
     assert limiter.try_acquire()
 
 
@@ -238,13 +231,27 @@ def test_pause_delays_a_window_slot_too() -> None:
     assert limiter.next_free() == 5.0
 
 
+def sleeping_on(clock: FakeClock, limiter: SlidingWindowLimiter) -> list[float | None]:
+    """Make ``limiter.wait`` a sleep on the fake clock (it moves on by the timeout at
+    once); the timeouts it was asked for."""
+    asked: list[float | None] = []
+
+    async def wait(timeout: float | None = None) -> None:
+        asked.append(timeout)
+        assert timeout is not None, "would wait for a release that never comes"
+        clock.advance(timeout)
+
+    limiter.wait = wait  # type: ignore[method-assign]
+    return asked
+
+
 async def test_acquire_sleeps_until_the_pause_ends() -> None:
-    loop = asyncio.get_running_loop()
-    limiter = SlidingWindowLimiter(RateLimit(10, 1.0), clock=loop.time)
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(RateLimit(10, 1.0), clock=clock)
+    asked = sleeping_on(clock, limiter)
     limiter.pause(0.1)
-    start = loop.time()
     await limiter.acquire()
-    assert loop.time() - start >= 0.1
+    assert clock.now == pytest.approx(0.1) and asked == [pytest.approx(0.1)]
 
 
 async def test_acquire_wakes_as_soon_as_an_in_flight_slot_is_cancelled() -> None:
@@ -255,18 +262,18 @@ async def test_acquire_wakes_as_soon_as_an_in_flight_slot_is_cancelled() -> None
     await asyncio.sleep(0.02)
     assert not waiter.done()  # next_free() is inf: it waits for a release
     limiter.cancel()
-    await asyncio.wait_for(waiter, 0.5)
+    await asyncio.wait_for(waiter, 30)  # without the wake: 60 s (only a hang fails)
     assert limiter.in_flight == 1
 
 
 async def test_acquire_waits_a_full_period_after_a_release() -> None:
-    loop = asyncio.get_running_loop()
-    limiter = SlidingWindowLimiter(RateLimit(1, 0.1), clock=loop.time)
+    clock = FakeClock(5.0)
+    limiter = SlidingWindowLimiter(RateLimit(1, 0.1), clock=clock)
+    sleeping_on(clock, limiter)
     await limiter.acquire()
     limiter.release()
-    released = loop.time()
     await limiter.acquire()
-    assert loop.time() - released >= 0.1
+    assert clock.now >= 5.1
 
 
 # -- 429 feedback ----------------------------------------------------------------------------------
@@ -311,13 +318,13 @@ def test_capacity_climbs_to_90_percent_of_the_429_level_probes_then_forgets_it()
     clock = FakeClock()
     limiter = SlidingWindowLimiter(RateLimit(100, 10.0), clock=clock)
     _serve(limiter, 1)  # in use since t=0 ...
-    clock.t = 10.0  # ... so a 429 a period later speaks of our share of the key
+    clock.now = 10.0  # ... so a 429 a period later speaks of our share of the key
     _serve(limiter, 50)
     limiter.on_rate_limited()  # 50 in use drew a 429
     assert limiter.capacity == 40
 
     def capacity_at(t: float) -> int:
-        clock.t = t
+        clock.now = t
         limiter.next_free()  # recovery is evaluated when the limiter is consulted
         return limiter.capacity
 
@@ -337,12 +344,12 @@ def test_after_a_probe_draws_a_429_the_next_probe_waits_two_periods() -> None:
     clock = FakeClock()
     limiter = SlidingWindowLimiter(RateLimit(100, 10.0), clock=clock)
     _serve(limiter, 1)
-    clock.t = 10.0
+    clock.now = 10.0
     _serve(limiter, 50)
     limiter.on_rate_limited()  # level 50, capacity 40
 
     def capacity_at(t: float) -> int:
-        clock.t = t
+        clock.now = t
         limiter.next_free()
         return limiter.capacity
 
@@ -360,14 +367,14 @@ def test_next_free_wakes_a_waiter_for_the_next_slot_of_growth() -> None:
     clock = FakeClock()
     limiter = SlidingWindowLimiter(RateLimit(10, 10.0), clock=clock)
     _serve(limiter, 1)
-    clock.t = 10.0
+    clock.now = 10.0
     _serve(limiter, 5)
     limiter.on_rate_limited()  # level 5, capacity 4: the settle point already
-    clock.t = 21.0
+    clock.now = 21.0
     _serve(limiter, 4)  # the window is full until 31 ...
     assert not limiter.try_acquire()
     assert limiter.next_free() == 30.0  # ... but the first probe adds a slot at 30
-    clock.t = 30.0
+    clock.now = 30.0
     assert limiter.try_acquire()
     assert limiter.capacity == 5
     assert limiter.next_free() == 31.0  # the next probe is a period away: the window first
@@ -385,7 +392,7 @@ def test_a_429_in_the_first_period_is_not_taken_for_our_share() -> None:
     assert limiter.capacity == 3
     seen = []
     for second in range(1, 7):
-        clock.t = float(second)
+        clock.now = float(second)
         limiter.next_free()
         seen.append(limiter.capacity)
     assert seen == [4, 5, 7, 9, 10, 10]  # +25% a quiet period, up to the limit
@@ -400,7 +407,7 @@ def test_recovery_never_exceeds_the_limit() -> None:
     limiter.on_rate_limited()
     assert limiter.capacity == 2
     for t in range(1, 200):
-        clock.t = float(t)
+        clock.now = float(t)
         limiter.next_free()
         assert 1 <= limiter.capacity <= 3
     assert limiter.capacity == 3
@@ -411,17 +418,17 @@ def test_the_last_429_after_the_first_period_sets_the_settle_point() -> None:
     limiter = SlidingWindowLimiter(RateLimit(100, 10.0), clock=clock)
     _serve(limiter, 100)
     limiter.on_rate_limited()  # in the first period: capacity 80, but no level kept
-    clock.t = 10.0
+    clock.now = 10.0
     _serve(limiter, 50)
     limiter.on_rate_limited()  # 50 counted now: level 50, capacity 40
     assert limiter.capacity == 40
-    clock.t = 25.0
+    clock.now = 25.0
     limiter.next_free()
     assert limiter.capacity == 45  # floor(0.9 * 50), not 90% of 100
     _serve(limiter, 30)
     limiter.on_rate_limited()  # a lower level (the other user spends more)
     assert limiter.capacity == 24
-    clock.t = 40.0
+    clock.now = 40.0
     limiter.next_free()
     assert limiter.capacity == 27  # floor(0.9 * 30)
 

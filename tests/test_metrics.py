@@ -212,6 +212,7 @@ def test_sync_client_is_not_started_by_instrument_and_is_measured_once_it_is(
         live.close()
 
 
+@pytest.mark.slow
 def test_import_aiofuul_without_opentelemetry() -> None:
     code = textwrap.dedent(
         """

@@ -10,16 +10,17 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 import pytest_asyncio
 
 from aiofuul import FuulClient
 from aiofuul.sandbox import Sandbox
-from conftest import FAST_LIMITS, RedisServer, fast_config, redis_log
+from conftest import FAST_LIMITS, RedisServer, fast_config, redis_log, wait_until
 
 WORKER = Path(__file__).parent / "scripts" / "fleet_worker.py"
 CEILING = FAST_LIMITS.single.requests + FAST_LIMITS.batch.requests * 100  # events/s
@@ -58,7 +59,7 @@ class Worker:
                 self.lines.append(line)
 
     async def wait_for(self, word: str, timeout: float = 30) -> None:
-        await until(lambda: word in self.lines or self.proc.returncode is not None, timeout)
+        await wait_until(lambda: word in self.lines or self.proc.returncode is not None, timeout)
         assert word in self.lines, f"worker ended with {self.proc.returncode}: {self.lines}"
 
     async def say(self, word: str) -> None:
@@ -81,18 +82,11 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield sb
 
 
-async def until(check: Callable[[], object], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.02)
-
-
 def missing(sb: Sandbox, ids: list[str]) -> list[str]:
     return [i for i in ids if sb.stored_count(i) != 1]
 
 
+@pytest.mark.slow
 async def test_half_a_fleet_killed_mid_stream_loses_nothing_committed(
     redis_url: str, sandbox: Sandbox
 ) -> None:
@@ -105,16 +99,16 @@ async def test_half_a_fleet_killed_mid_stream_loses_nothing_committed(
     for w in workers:
         await w.say("go")
     doomed, survivors = workers[:2], workers[2:]
-    await until(lambda: all(len(w.committed) >= 1000 for w in doomed), 20)
+    await wait_until(lambda: all(len(w.committed) >= 1000 for w in doomed), 20)
     for w in doomed:
         w.kill()
     killed_at = time.monotonic()
     for w in doomed:
         assert await w.end() == -signal.SIGKILL
     committed = [i for w in workers for i in w.committed]
-    await until(lambda: all(len(w.committed) == 2500 for w in survivors), 20)
+    await wait_until(lambda: all(len(w.committed) == 2500 for w in survivors), 20)
     committed = [i for w in workers for i in w.committed]
-    await until(lambda: not missing(sb, committed), 60)
+    await wait_until(lambda: not missing(sb, committed), 60)
     for w in survivors:
         await w.say("stop")
         assert await w.end() == 0
@@ -151,6 +145,7 @@ async def test_half_a_fleet_killed_mid_stream_loses_nothing_committed(
     assert len(per_period) >= 3 and min(per_period) >= 0.98, per_period
 
 
+@pytest.mark.slow
 async def test_a_worker_stopped_with_a_backlog_hands_it_off_to_a_later_one(
     redis_url: str, sandbox: Sandbox
 ) -> None:
@@ -178,6 +173,7 @@ async def test_a_worker_stopped_with_a_backlog_hands_it_off_to_a_later_one(
     assert later.stats is not None and later.stats["delivered"] == 500
 
 
+@pytest.mark.slow
 async def test_nothing_committed_before_a_redis_restart_is_lost(
     redis_server: RedisServer, sandbox: Sandbox
 ) -> None:
@@ -187,18 +183,18 @@ async def test_nothing_committed_before_a_redis_restart_is_lost(
     producer = await Worker.start(sb.url, outbox, key, 10**6, 1000)
     await producer.wait_for("ready")
     await producer.say("go")
-    await until(lambda: len(producer.committed) >= 500, 20)
+    await wait_until(lambda: len(producer.committed) >= 500, 20)
     redis_server.stop(kill=True)  # only what reached the append-only file survives
     before = list(producer.committed)
     await asyncio.sleep(0.3)  # the producer goes on: its events wait in memory
     redis_server.start()
-    await until(lambda: len(producer.committed) >= len(before) + 500, 20)
+    await wait_until(lambda: len(producer.committed) >= len(before) + 500, 20)
     producer.kill()
     await producer.end()
     committed = list(producer.committed)
 
     sb.faults.error_rate = 0.0
     async with FuulClient(key, base_url=sb.url, config=fast_config(), outbox=outbox) as fuul:
-        await until(lambda: not missing(sb, committed), 30)
+        await wait_until(lambda: not missing(sb, committed), 30)
         assert fuul.stats().tracked >= len(committed)
     assert missing(sb, before) == []

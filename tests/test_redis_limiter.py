@@ -25,6 +25,7 @@ async def strict_sandbox() -> AsyncIterator[Sandbox]:
         yield sb
 
 
+@pytest.mark.slow
 async def test_four_processes_share_one_limit_without_429s(
     redis_url: str, strict_sandbox: Sandbox
 ) -> None:

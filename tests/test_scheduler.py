@@ -236,6 +236,7 @@ def consistent(lane: LaneState) -> LaneState:
 @settings(
     max_examples=500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
+@pytest.mark.slow
 @given(queue=queues(), single=lanes.map(consistent), batch=lanes.map(consistent))
 def test_a_launch_is_always_possible_and_a_wait_never_negative(
     queue: QueueState, single: LaneState, batch: LaneState

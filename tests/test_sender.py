@@ -43,6 +43,7 @@ from aiofuul.redis_limiter import RedisLimiter
 from aiofuul.sender import Sender
 from aiofuul.testing import MockRequest, MockTransport, respond
 from aiofuul.transport import Response
+from conftest import FakeClock
 
 INF = math.inf
 LINGER = 6.0
@@ -53,14 +54,6 @@ BATCH_LIMIT = RateLimit(10, 60.0)
 
 
 # -- the rig ----------------------------------------------------------------------------------
-class FakeClock:
-    """The clock of the lanes, the sender and the ledger: moves only when told."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

@@ -19,6 +19,7 @@ from conftest import API_KEY, EVM, fast_config
 HALF = Limits(single=RateLimit(50, 1.0), batch=RateLimit(5, 1.0), status=RateLimit(50, 1.0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("retry_after", ["seconds", "none"])
 async def test_a_burst_against_half_the_limits_draws_few_429s(retry_after: RetryAfter) -> None:
     async with (

@@ -4,7 +4,6 @@ to about one second. Each test is one promise of the track() issue."""
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections.abc import Callable
 
@@ -23,7 +22,7 @@ from aiofuul import (
     ValidationError,
 )
 from aiofuul.sandbox import Faults, Sandbox
-from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
+from conftest import API_KEY, EVM, FAST_LIMITS, HANG, fast_config, wait_until
 
 Reported = list[tuple[list[Event], UndeliveredError]]
 
@@ -38,9 +37,12 @@ def assert_adds_up(fuul: FuulClient) -> None:
     assert s.tracked == s.delivered + s.duplicates + s.rejected + s.failed + s.dropped + s.queued
 
 
-async def test_5000_events_from_50_producers_exactly_once_no_429_near_the_minimum(
+@pytest.mark.slow
+async def test_5000_events_from_50_producers_exactly_once_no_429_in_full_batches(
     sandbox: Sandbox,
 ) -> None:
+    # How close to the ceiling this runs is a benchmark's question, measured as a ratio
+    # (benchmarks/rate_limit.py); here, what does not depend on the machine's speed.
     period = FAST_LIMITS.single.period
     ceiling = FAST_LIMITS.single.requests + FAST_LIMITS.batch.requests * 100  # 1,100 a period
     total = 5000
@@ -53,40 +55,36 @@ async def test_5000_events_from_50_producers_exactly_once_no_429_near_the_minimu
                 if i % 10 == 0:
                     await asyncio.sleep(0)
 
-        started = time.monotonic()
         await asyncio.gather(*(producer(n) for n in range(50)))
-        assert await fuul.flush(timeout=30)
-        elapsed = time.monotonic() - started
+        assert await fuul.flush(timeout=60)
         assert_adds_up(fuul)
 
     assert len(set(ids)) == total
     assert all(sandbox.stored_count(i) == 1 for i in ids)
     assert len(sandbox.stored_ids()) == total
     assert sandbox.count(status=429) == 0
-    # Everything is offered at once: the window admits `ceiling` per period, so the last
-    # event cannot leave before (total - 1) // ceiling whole periods.
-    minimum = (total - 1) // ceiling * period
-    assert elapsed <= minimum * 1.05, f"{elapsed:.3f} s against a minimum of {minimum:.3f} s"
+    # Never more than the ceiling in any window of one period (arrivals, as the server
+    # counts them) ...
+    sent = sorted((r.at, r.events) for r in sandbox.requests if r.status == 201)
+    assert max(sum(n for t, n in sent if at <= t < at + period) for at, _ in sent) <= ceiling
+    # ... and, with a backlog of thousands, batch slots are spent on full batches.
+    batches = [r.events for r in sandbox.requests if r.path.endswith("/batch")]
+    assert batches and sum(batches) / len(batches) >= 90, batches
 
 
-async def test_light_traffic_goes_out_at_once_on_the_single_endpoint(
-    sandbox: Sandbox, client: FuulClient
-) -> None:
-    delays: list[float] = []
-    for i in range(30):
-        sent_at = time.monotonic()
-        dedup_id = client.track("signup", EVM, args={"i": i})
-        while sandbox.stored_count(dedup_id) == 0:
-            await asyncio.sleep(0.0005)
-        arrival = next(r.at for r in reversed(sandbox.requests) if r.path.endswith("/events"))
-        delays.append(arrival - sent_at)
-        await asyncio.sleep(0.01)
+async def test_light_traffic_goes_out_at_once_on_the_single_endpoint(sandbox: Sandbox) -> None:
+    # A linger of a minute: an event that waited for company would miss the deadline
+    # below, however slow the machine (the deadline only catches that).
+    config = fast_config(linger=60.0)
+    async with FuulClient(API_KEY, base_url=sandbox.url, config=config) as client:
+        for i in range(30):
+            dedup_id = client.track("signup", EVM, args={"i": i})
+            await wait_until(lambda: sandbox.stored_count(dedup_id) == 1, 20, dedup_id)  # noqa: B023
     assert sandbox.count(path="/api/v1/events/batch") == 0
     assert sandbox.count(path="/api/v1/events") == 30
-    assert statistics.median(delays) < 0.005, delays
-    assert max(delays) < 0.05, delays
 
 
+@pytest.mark.slow
 async def test_5xx_and_dropped_connections_lose_nothing(sandbox: Sandbox) -> None:
     sandbox.faults = Faults(error_rate=0.2, drop_rate=0.05, seed=7)
     seen, on_error = recorder()
@@ -105,6 +103,7 @@ async def test_5xx_and_dropped_connections_lose_nothing(sandbox: Sandbox) -> Non
     assert sandbox.count(status=0) > 0  # some connections really were dropped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("retry_after", ["seconds", "none"])
 async def test_server_limits_below_the_clients_settle_without_loss(retry_after: str) -> None:
     # Another process spends half of the key: the server allows half of what we think.
@@ -116,15 +115,14 @@ async def test_server_limits_below_the_clients_settle_without_loss(retry_after: 
         config = fast_config(limits=client_limits, linger=0.02)
         async with FuulClient(API_KEY, base_url=sb.url, config=config, on_error=on_error) as fuul:
             ids = [fuul.track("trade", EVM, args={"i": i}) for i in range(3300)]
-            started = time.monotonic()
             assert await fuul.flush(timeout=60)
-            elapsed = time.monotonic() - started
             assert_adds_up(fuul)
         assert seen == []
         assert all(sb.stored_count(i) == 1 for i in ids)
-        rejected_at = [r.at - started for r in sb.requests if r.status == 429]
-        first_half = sum(1 for t in rejected_at if t < elapsed / 2)
-        second_half = len(rejected_at) - first_half
+        # Counted in requests, not seconds, so that a slow machine changes nothing.
+        statuses = [r.status for r in sb.requests]
+        first_half = statuses[: len(statuses) // 2].count(429)
+        second_half = statuses[len(statuses) // 2 :].count(429)
         # Settling: the 429s come while the client learns, and (almost) stop after.
         assert second_half <= max(3, first_half // 2), (first_half, second_half)
 
@@ -156,12 +154,12 @@ async def test_aclose_with_thousands_queued_and_a_slow_server_is_bounded() -> No
         fuul = FuulClient(API_KEY, base_url=sb.url, config=fast_config(), on_error=on_error)
         async with fuul:
             ids = [fuul.track("trade", EVM, args={"i": i}) for i in range(5000)]
-            await asyncio.sleep(0.05)
-            started = time.monotonic()
-            await fuul.aclose(timeout=0.5)
-            took = time.monotonic() - started
+            await wait_until(lambda: fuul.stats().in_flight > 0, what="requests in flight")
+            # Delivering all 5,000 takes over four periods: a close bounded by its
+            # timeout gives up on some (the deadline of wait_for only catches a hang).
+            await asyncio.wait_for(fuul.aclose(timeout=0.5), HANG)
         stats = fuul.stats()
-    assert took < 1.0
+    assert stats.failed > 0
     assert stats.queued == 0 and stats.in_flight == 0
     reported = {e.dedup_id for events, _ in seen for e in events}
     assert all(error.reason == "shutdown" for _, error in seen)
@@ -172,12 +170,14 @@ async def test_aclose_with_thousands_queued_and_a_slow_server_is_bounded() -> No
         fuul.track("trade", EVM)
 
 
-async def test_fastapi_handler_latency_does_not_depend_on_the_server() -> None:
+async def test_fastapi_handlers_answer_while_the_server_answers_nothing() -> None:
+    """track() in a handler never waits for the API: with a server that holds every
+    request, all 300 handlers still answer (how fast track() is, is benchmarks/track_cost.py)."""
     fastapi = pytest.importorskip("fastapi")
     httpx = pytest.importorskip("httpx")
     from contextlib import asynccontextmanager
 
-    async with Sandbox(limits=FAST_LIMITS, faults=Faults(latency=1.0)) as sb:
+    async with Sandbox(limits=FAST_LIMITS, faults=Faults(hang_rate=1.0)) as sb:
         holder: dict[str, FuulClient] = {}
 
         @asynccontextmanager
@@ -187,28 +187,21 @@ async def test_fastapi_handler_latency_does_not_depend_on_the_server() -> None:
                 yield
 
         app = fastapi.FastAPI(lifespan=lifespan)
-        durations: list[float] = []
 
         @app.post("/trade/{n}")
         async def trade(n: int) -> dict[str, str]:
-            t0 = time.perf_counter()
-            dedup_id = holder["fuul"].track("trade", EVM, args={"n": n})
-            durations.append(time.perf_counter() - t0)
-            return {"dedup_id": dedup_id}
+            return {"dedup_id": holder["fuul"].track("trade", EVM, args={"n": n})}
 
         async with lifespan(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
-                started = time.monotonic()
                 responses = await asyncio.gather(*(http.post(f"/trade/{n}") for n in range(300)))
-                answered = time.monotonic() - started
                 ids = [r.json()["dedup_id"] for r in responses]
-                assert await holder["fuul"].flush(timeout=20)
+                assert sb.stored_ids() == []  # every handler answered; the API none
+                sb.faults.hang_rate = 0.0
+                assert await holder["fuul"].flush(timeout=HANG)
     assert all(r.status_code == 200 for r in responses)
     assert all(sb.stored_count(i) == 1 for i in ids)
-    # All 300 requests were answered well within one round trip to the (slow) server.
-    assert answered < 0.6
-    assert statistics.median(durations) < 0.0005
 
 
 @pytest.mark.parametrize("policy", ["drop_new", "drop_old", "raise"])
@@ -239,6 +232,7 @@ async def test_queue_full_policies_count_and_report(policy: str) -> None:
     assert_adds_up(fuul)
 
 
+@pytest.mark.slow
 async def test_atrack_waits_for_room_instead_of_dropping(sandbox: Sandbox) -> None:
     config = fast_config(max_queue=5)
     async with FuulClient(API_KEY, base_url=sandbox.url, config=config) as fuul:

@@ -1602,6 +1602,7 @@ def assert_refusal_is_well_formed(err: ValidationError, strict: bool, check_form
 # == Hypothesis: arbitrary input ======================================================================
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(ev=any_event, check_format=st.booleans(), strict=st.booleans())
 def test_any_event_is_refused_with_validation_error_or_accepted_and_round_trips(
@@ -1617,6 +1618,7 @@ def test_any_event_is_refused_with_validation_error_or_accepted_and_round_trips(
             assert validate_event(ev, check_format) == accepted
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(value=any_event | anything | any_user | any_amount)
 def test_anything_at_all_is_refused_with_validation_error_by_validate_event(value: object) -> None:
@@ -1627,6 +1629,7 @@ def test_anything_at_all_is_refused_with_validation_error_by_validate_event(valu
     assert_round_trips(accepted)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(value=any_text | anything)
 def test_check_name_and_dedup_id_return_a_str_or_raise_validation_error(value: object) -> None:
@@ -1641,6 +1644,7 @@ def test_check_name_and_dedup_id_return_a_str_or_raise_validation_error(value: o
         out.encode()
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(user=any_user, check_format=st.booleans())
 def test_check_user_returns_the_user_or_raises_validation_error(
@@ -1668,6 +1672,7 @@ def test_check_timestamp_returns_plausible_ms_or_raises_validation_error(ts: obj
     assert out is None or (type(out) is int and 100_000_000_000 <= out <= 10_000_000_000_000)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(args=any_args, strict=st.booleans())
 def test_check_args_returns_encodable_args_or_raises_validation_error(
@@ -1685,6 +1690,7 @@ def test_check_args_returns_encodable_args_or_raises_validation_error(
     assert_round_trips(event(args=out))
 
 
+@pytest.mark.slow
 @settings(PROPERTY, max_examples=120)
 @given(events=st.lists(any_event, max_size=4) | anything, strict=st.booleans())
 def test_validate_batch_accepts_or_raises_validation_error_and_round_trips(
@@ -1702,12 +1708,14 @@ def test_validate_batch_accepts_or_raises_validation_error_and_round_trips(
 # == Hypothesis: valid input ============================================================================
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(user=valid_users)
 def test_valid_identifiers_of_every_type_are_accepted_with_format_check(user: User) -> None:
     assert check_user(user) is user
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(ev=valid_events)
 def test_valid_events_are_accepted_unchanged_and_round_trip(ev: Event) -> None:
@@ -1724,6 +1732,7 @@ def test_valid_events_are_accepted_unchanged_and_round_trip(ev: Event) -> None:
 @settings(
     max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
+@pytest.mark.slow
 @given(events=st.lists(valid_events, min_size=1, max_size=MAX_BATCH_EVENTS))
 def test_valid_batches_are_accepted_and_round_trip_through_encode_batch(
     events: list[Event],
@@ -1735,6 +1744,7 @@ def test_valid_batches_are_accepted_and_round_trip_through_encode_batch(
     assert encode_batch(validate_batch(events)) == body
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(ev=valid_events)
 def test_dict_shaped_amounts_are_sent_exactly_as_structs_would_be(ev: Event) -> None:

@@ -42,7 +42,10 @@ from aiofuul import (
 )
 from aiofuul.sandbox import Sandbox
 from aiofuul.validation import validate_batch, validate_event
-from conftest import API_KEY, EVM, FAST_RETRY, fast_config
+from conftest import API_KEY, EVM, FAST_RETRY, fast_config, wait_until
+
+#: The chaos tier: minutes of faults in all; `nox -s quick` leaves it out.
+pytestmark = pytest.mark.slow
 
 T = TypeVar("T")
 
@@ -407,10 +410,7 @@ def test_track_accepts_or_refuses_with_validation_error(harness: Harness) -> Non
     async def aftermath() -> None:
         assert len(documented) > 20  # the strategies reach the happy path too
         # track_threadsafe hands events over with call_soon_threadsafe: let them land.
-        for _ in range(100):
-            if fuul.stats().tracked == len(h.ledger.accepted):
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: fuul.stats().tracked == len(h.ledger.accepted))
         assert await fuul.flush(timeout=20)
         s = fuul.stats()
         assert s.tracked == len(h.ledger.accepted)

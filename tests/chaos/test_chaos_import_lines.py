@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,9 @@ from aiofuul.models import encode_event
 from aiofuul.sandbox.parsing import BadRequest, parse_event
 from aiofuul.validation import validate_event
 from conftest import EVM
+
+#: The chaos tier: minutes of faults in all; `nox -s quick` leaves it out.
+pytestmark = pytest.mark.slow
 
 FUZZ = settings(
     max_examples=200,

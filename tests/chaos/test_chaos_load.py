@@ -10,11 +10,15 @@ import threading
 import time
 import tracemalloc
 
+import pytest
 from chaos_support import UNLIMITED, Ledger, sender_alive
 
 from aiofuul import ClientConfig, FuulClient
 from aiofuul.sandbox import Sandbox
-from conftest import API_KEY, EVM, FAST_RETRY
+from conftest import API_KEY, EVM, FAST_RETRY, wait_until
+
+#: The chaos tier: minutes of faults in all; `nox -s quick` leaves it out.
+pytestmark = pytest.mark.slow
 
 TOTAL = 200_000
 TASKS = 20
@@ -70,8 +74,7 @@ async def test_200k_events_from_20_tasks_and_a_thread_none_lost_memory_back_to_b
             await asyncio.to_thread(thread.join)
             tracked_in = time.perf_counter() - started
             # The thread's last events reach the loop through call_soon_threadsafe.
-            while fuul.stats().tracked < TOTAL + len(warm):
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: fuul.stats().tracked >= TOTAL + len(warm))
             assert await fuul.flush(timeout=60)
             elapsed = time.perf_counter() - started
             peak = tracemalloc.get_traced_memory()[1]

@@ -31,7 +31,10 @@ from aiofuul import (
     ValidationError,
 )
 from aiofuul.sandbox import Faults, Sandbox
-from conftest import EVM, FAST_LIMITS, fast_config
+from conftest import EVM, FAST_LIMITS, fast_config, wait_until
+
+#: The chaos tier: minutes of faults in all; `nox -s quick` leaves it out.
+pytestmark = pytest.mark.slow
 
 SECRET = "sk_live_SECRET_abc123"
 #: Any part that would give the key away: the whole key, or its distinctive tail.
@@ -214,8 +217,11 @@ async def test_the_api_key_never_shows(capture: Capture, tmp_path: Path) -> None
                 scan.exc(error)
 
         # 5xx, hangs (timeouts), drops before/after store, garbage 2xx.
+        # A 500 on its own first: drawn among the four, six draws missed it one run in
+        # five, and the scan below must see one.
         for faults in (
-            Faults(error_rate=1.0, error_statuses=(500, 502, 503, 504)),
+            Faults(error_rate=1.0, error_statuses=(500,)),
+            Faults(error_rate=1.0, error_statuses=(502, 503, 504)),
             Faults(hang_rate=1.0),
             Faults(drop_rate=1.0, drop_after_store=0.5),
         ):
@@ -246,8 +252,9 @@ async def test_the_api_key_never_shows(capture: Capture, tmp_path: Path) -> None
             fuul.track("trade", EVM, dedup_id="q-1")
             async with scan.expect(QueueFullError):
                 fuul.track("trade", EVM, dedup_id="q-2")
-            await asyncio.to_thread(fuul.track_threadsafe, "trade", EVM)  # dropped
-            await asyncio.sleep(0.05)
+            await asyncio.to_thread(fuul.track_threadsafe, "trade", EVM)  # queued or dropped
+            # It reaches the loop through call_soon_threadsafe: counted either way.
+            await wait_until(lambda: fuul.stats().tracked == 2, what="the thread's event")
             scan.client(fuul)
         for error in ledger.errors:
             scan.exc(error)

@@ -15,6 +15,9 @@ from chaos_support import Ledger, RawServer, self_signed_certificate
 from aiofuul import APIError, ClientConfig, FuulClient, RetryPolicy, TransportError
 from conftest import API_KEY, EVM
 
+#: The chaos tier: minutes of faults in all; `nox -s quick` leaves it out.
+pytestmark = pytest.mark.slow
+
 ONCE = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.02)
 
 

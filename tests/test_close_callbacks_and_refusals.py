@@ -12,7 +12,7 @@ import pytest
 
 from aiofuul import ClientStateError, Event, FuulClient, Limits, RetryPolicy, UndeliveredError
 from aiofuul.sandbox import Faults, Sandbox
-from conftest import API_KEY, EVM, fast_config
+from conftest import API_KEY, EVM, fast_config, wait_until
 
 
 def accounted(fuul: FuulClient) -> None:
@@ -31,8 +31,7 @@ async def test_cancelled_aclose_reports_the_events_in_flight(sandbox: Sandbox) -
     fuul = FuulClient(API_KEY, base_url=sandbox.url, config=fast_config(), on_error=on_error)
     await fuul.start()
     ids = [fuul.track("trade", EVM) for _ in range(30)]
-    await asyncio.sleep(0.1)  # requests are in flight against the slow server
-    assert fuul.stats().in_flight > 0
+    await wait_until(lambda: fuul.stats().in_flight > 0, what="requests in flight")
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(fuul.aclose(), 0.3)
     await asyncio.sleep(0)
@@ -159,7 +158,7 @@ async def test_on_error_that_tracks_again_runs_outside_track(sandbox: Sandbox) -
         fuul._sender.ledger.on_error = on_error
         for _ in range(5):
             fuul.track("trade", EVM)
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: reported >= 3, what="the drops reported")
         accounted(fuul)
         assert await fuul.flush(5)
     assert reported >= 3  # the drops of one loop turn come in one call
@@ -210,7 +209,9 @@ async def test_a_transient_401_pauses_the_lanes_and_they_resume(
         config = fast_config(limits=Limits().scaled(1 / 60), retry=retry)
         async with FuulClient(API_KEY, base_url=sb.url, config=config) as fuul:
             first = [fuul.track("trade", EVM) for _ in range(20)]
-            await asyncio.sleep(0.3)  # refused: the lanes pause and probe
+            # Refused: the lanes pause and probe; a probe (a request after the first
+            # wave) is refused too.
+            await wait_until(lambda: sb.count(status=401) > config.max_in_flight, what="a probe")
             assert fuul.stats().failed == 0  # waiting, not failed
             sb._keys = None  # the gateway is back: every key works again
             later = [fuul.track("trade", EVM) for _ in range(20)]
@@ -222,7 +223,7 @@ async def test_a_transient_401_pauses_the_lanes_and_they_resume(
     resumed = [r for r in caplog.records if "lane resumed" in r.getMessage()]
     assert 1 <= len(paused) <= 2 and 1 <= len(resumed) <= 2  # once per change, per lane
     # The first wave (max_in_flight requests) left before any answer; after it, each
-    # lane probes one request at a time, backing off: a dozen at most in 0.3 s.
+    # lane probes one request at a time, backing off: a dozen at most before it resumed.
     refused = [r for r in sb.requests if r.status == 401]
     assert len(refused) <= config.max_in_flight + 12
 

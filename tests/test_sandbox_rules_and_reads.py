@@ -4,7 +4,6 @@ read endpoints (pipeline, conversions), driven by a plain aiohttp client over lo
 from __future__ import annotations
 
 import ast
-import asyncio
 import inspect
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +17,7 @@ from aiofuul.limits import Limits, RateLimit
 from aiofuul.models import Event
 from aiofuul.sandbox import Faults, Sandbox, documented, parsing, reads, sends, server
 from aiofuul.sandbox.documented import judge_event
+from conftest import wait_until
 
 EVM = "0x52908400098527886E0F7030069857D2E4169EE7"
 USDC_CONTRACT = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
@@ -517,8 +517,13 @@ async def test_pipeline_pending_then_success_then_other_status(
     assert status == 200
     assert answer["trigger_executions"][0]["status"] == "pending"
     assert (answer["attributions"], answer["payouts"]) == ([], [])
-    await asyncio.sleep(0.25)
-    _, answer = await get(http, sb.url + "events/pipeline", params)
+
+    async def processed() -> bool:
+        nonlocal answer
+        _, answer = await get(http, sb.url + "events/pipeline", params)
+        return bool(answer["trigger_executions"][0]["status"] != "pending")
+
+    await wait_until(processed, what="the pipeline's end")
     assert answer["trigger_executions"][0]["status"] == "success"
     assert len(answer["attributions"]) == len(answer["payouts"]) == 1
     sb.pipeline_status = "failed"

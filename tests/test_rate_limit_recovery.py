@@ -26,18 +26,11 @@ import pytest
 
 from aiofuul import RateLimit
 from aiofuul.limits import SlidingWindowLimiter
+from conftest import FakeClock
 
 TICKS = 100  # a period
 LATENCY = 1  # ticks from a request to its answer (0.6 s at the real limits)
 JITTER = 5  # ticks the other user's requests come early or late
-
-
-class FakeClock:
-    def __init__(self, t: float = 0.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class FakeServer:
@@ -126,7 +119,7 @@ def shared_key(
         arrivals = other.arrivals(rng) if period <= shared else Counter[int]()
         for tick in range(TICKS):
             now = period * TICKS + tick
-            clock.t = float(now)
+            clock.now = float(now)
             other.waiting += arrivals[tick]
             them_first = rng.random() < 0.5
             if them_first:
@@ -145,7 +138,7 @@ def knocked_down(limiter: SlidingWindowLimiter, clock: FakeClock, levels: list[i
     assert limiter.try_acquire()
     limiter.release()
     for in_use in levels:
-        clock.t += limiter.limit.period
+        clock.now += limiter.limit.period
         for _ in range(in_use):
             assert limiter.try_acquire()
             limiter.release()
@@ -163,10 +156,10 @@ def test_capacity_knocked_down_to_a_fifth_is_back_to_the_limit_within_five_perio
     limiter = SlidingWindowLimiter(RateLimit(100, 10.0), clock=clock)
     knocked_down(limiter, clock, [100, 50, 25])  # the other user spends more and more
     assert limiter.capacity == 20
-    start = clock.t
+    start = clock.now
     seen = [limiter.capacity]
-    while clock.t < start + 60.0:
-        clock.t = round(clock.t + 0.01, 2)  # exact ticks of a hundredth of a second
+    while clock.now < start + 60.0:
+        clock.now = round(clock.now + 0.01, 2)  # exact ticks of a hundredth of a second
         limiter.next_free()  # recovery is evaluated when the limiter is consulted
         seen.append(limiter.capacity)
     # Halfway through each period: a quiet period; 90% of the level that drew the last
@@ -179,6 +172,7 @@ def test_capacity_knocked_down_to_a_fifth_is_back_to_the_limit_within_five_perio
     assert all(b - a in (0, 1) for a, b in pairwise(seen))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", [10, 50, 100, 1000])
 def test_from_a_tenth_of_the_limit_full_capacity_is_back_within_five_periods(limit: int) -> None:
     for level in range(1, limit + 1):  # every level a 429 can come at
@@ -187,7 +181,7 @@ def test_from_a_tenth_of_the_limit_full_capacity_is_back_within_five_periods(lim
         knocked_down(limiter, clock, [level])
         if limiter.capacity < limit / 10:
             continue
-        clock.t += 5.0
+        clock.now += 5.0
         limiter.next_free()
         assert limiter.capacity == limit, level
 
@@ -253,7 +247,7 @@ def test_two_limiters_on_one_key_draw_few_429s_and_the_one_left_takes_it_all(see
             client.new_period()
         for tick in range(TICKS):
             now = period * TICKS + tick
-            clock.t = float(now)
+            clock.now = float(now)
             active = [a, b] if 1 <= period < both_until else [a]
             rng.shuffle(active)
             for client in active:
@@ -275,6 +269,6 @@ def test_recovery_stops_at_the_ceiling_while_the_shared_limiter_is_down() -> Non
     limiter.set_ceiling(0.25)  # Redis down: a quarter of the limit at most
     assert limiter.capacity == 25
     for _ in range(80):
-        clock.t += 1.0
+        clock.now += 1.0
         limiter.next_free()
         assert limiter.capacity == 25

@@ -1,4 +1,4 @@
-"""A steady stream above the key's ceiling (issue 12): track() does not wake a sender
+"""A steady stream above the key's ceiling: track() does not wake a sender
 that can do nothing, the user cache keeps frequent users, and overload is said once
 with its numbers."""
 
@@ -14,7 +14,7 @@ from aiofuul import ClientConfig, FuulClient, Limits, RateLimit, User
 from aiofuul.events import _KNOWN_USERS, EventFactory
 from aiofuul.sandbox import Sandbox
 from aiofuul.scheduler import LaneState, QueueState, events_to_wake
-from conftest import API_KEY, EVM, FAST_RETRY
+from conftest import API_KEY, EVM, FAST_RETRY, wait_until
 
 NOW = 100.0
 
@@ -57,7 +57,7 @@ async def test_a_stream_over_spent_limits_does_not_wake_the_sender(sandbox: Sand
     async with FuulClient(API_KEY, base_url=sandbox.url, config=config) as fuul:
         for _ in range(300):  # spends the singles and the batch slot of this second
             fuul.track("trade", EVM)
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: sandbox.count(status=201) == 3, what="2 singles and a batch")
         sender = fuul._sender
         passes = 0
         dispatch = sender._dispatch
@@ -79,15 +79,12 @@ async def test_a_stream_over_spent_limits_does_not_wake_the_sender(sandbox: Sand
 
 
 async def test_the_first_event_after_idle_is_sent_at_once(sandbox: Sandbox) -> None:
-    config = ClientConfig(limits=TIGHT, retry=FAST_RETRY, linger=5.0)
+    # A linger of a minute: an event that waited for it would miss the deadline below.
+    config = ClientConfig(limits=TIGHT, retry=FAST_RETRY, linger=60.0)
     async with FuulClient(API_KEY, base_url=sandbox.url, config=config) as fuul:
-        await asyncio.sleep(0.05)  # the sender is asleep, nothing queued
+        await asyncio.sleep(0.05)  # the scenario: the sender is asleep, nothing queued
         fuul.track("trade", EVM)
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if fuul.stats().delivered:
-                break
-        assert fuul.stats().delivered == 1
+        await wait_until(lambda: fuul.stats().delivered == 1, 20, "the delivery")
 
 
 def test_the_user_cache_keeps_its_frequent_users() -> None:
@@ -105,6 +102,7 @@ def test_the_user_cache_keeps_its_frequent_users() -> None:
     assert User("user-0@example.com", "email") not in factory._known_users  # least recent: gone
 
 
+@pytest.mark.slow
 async def test_overload_is_warned_of_once_with_its_numbers(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
