@@ -1,19 +1,19 @@
 """The sandbox's webhooks: a ``reward.earned`` POSTed for each payout it makes, as Fuul
 does, so that a receiver can be tested end to end.
 
-The sandbox makes one payout per stored event whose pipeline ends in ``"success"``
-(:mod:`~aiofuul.sandbox.reads`), ``pipeline_delay`` seconds after the event was stored.
-Given a webhook URL, :class:`WebhookSender` then POSTs
-``{"event_type": "reward.earned", "movement": {...}}`` from a background task, so that
-no request to the sandbox ever waits for it, and retries a non-2xx answer, a timeout or a
-refused connection with exponential backoff (:class:`WebhookRetry`, bounded) until a 2xx:
-at least once, so a receiver must be idempotent (:attr:`aiofuul.webhooks.RewardEarned.key`).
+The payouts are :class:`~aiofuul.sandbox.state.FuulState`'s (the same ones
+``GET events/pipeline``, ``payouts/movements`` and the leaderboards show): the sender
+subscribes to its ``on_payout``, so each movement the state makes, the end user's and
+the referrer's, is POSTed once as ``{"event_type": "reward.earned", "movement": {...}}``
+(:func:`~aiofuul.sandbox.movements.reward_movement`). The state makes payouts lazily;
+after a send the server nudges the sender (:meth:`~WebhookSender.nudge`), whose
+background task asks the state to catch up a moment later (one catch-up for a burst of
+sends), and again when the next stored event's ``pipeline_delay`` is over. No request ever waits for a
+payout or a POST.
 
-The movement mirrors the payout ``GET events/pipeline`` shows (type ``point``, reason
-``end_user_payout``, the payout's amount, status and time). Its ``status_details`` names
-the event and the payout it is for: a movement has no id, and this keeps two payouts to
-one user in one instant apart (and traceable) in a test. A field no client knows
-(``"sandbox": true``) rides along: receivers must tolerate it.
+A POST that gets a non-2xx answer, a timeout or a refused connection is retried with
+exponential backoff (:class:`WebhookRetry`, bounded) until a 2xx: at least once, so a
+receiver must be idempotent (:attr:`aiofuul.webhooks.RewardEarned.key`).
 
 Example (a test)::
 
@@ -28,30 +28,29 @@ Example (a test)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple
 
 import aiohttp
 import msgspec
 
 from ..webhooks import REWARD_EARNED
+from .movements import reward_movement
+from .state import FuulState, Payout
 
-# The payout's fields and the attribution's conversion live in reads.py: one copy of
-# what the sandbox pays, whether it is read back or POSTed.
-from .reads import _conversion_of, _iso, _payout
-from .store import EventStore, StoredEvent
-
-__all__ = ["WebhookAttempt", "WebhookRetry", "WebhookSender", "movement_of"]
+__all__ = ["WebhookAttempt", "WebhookRetry", "WebhookSender"]
 
 _log = logging.getLogger("aiofuul.sandbox.webhooks")
 _HEADERS = {"Content-Type": "application/json", "User-Agent": "aiofuul-sandbox-webhooks"}
 # POSTs in flight at once: a load test storing thousands of events must not open
 # thousands of connections to a receiver.
 _CONCURRENCY = 16
+# How long the sender lets a burst of sends land before it asks the state to catch up:
+# one catch-up (and one wake-up) for many requests, yet prompt for a receiver under test.
+_DEBOUNCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -88,45 +87,6 @@ class WebhookAttempt(NamedTuple):
     error: str | None
 
 
-class _Pipeline(Protocol):
-    """What the sender reads of the sandbox when a payout falls due."""
-
-    pipeline_status: str
-    pipeline_delay: float
-    conversions: list[dict[str, Any]]
-
-
-def movement_of(
-    record: StoredEvent, conversions: Sequence[Mapping[str, Any]], delay: float
-) -> dict[str, Any]:
-    """The movement of the payout the sandbox makes for ``record``."""
-    created_at = _iso(record.wall + delay)
-    payout = _payout(record, created_at)
-    event = record.event
-    who: str | None
-    kind: str | None
-    if event.user is not None:
-        who, kind = event.user.identifier, event.user.identifier_type
-    elif event.user_address is not None:
-        who, kind = event.user_address, "evm_address"
-    else:
-        tracking = (event.metadata or {}).get("tracking_id")
-        who, kind = (tracking if isinstance(tracking, str) else None), None
-    return {
-        "type": "point" if payout["currency"] == "POINT" else "onchain-currency",
-        "reason": "end_user_payout",
-        "status": payout["status"],
-        "status_details": f"sandbox payout {payout['id']} for event {event.dedup_id!r}",
-        "user_identifier": who,
-        "user_identifier_type": kind,
-        "amount": payout["amount"],
-        "currency": {"name": payout["currency"]},
-        "conversion_name": _conversion_of(conversions, event.name).get("name"),
-        "created_at": created_at,
-        "sandbox": True,  # a field no client knows: it must be tolerated
-    }
-
-
 class WebhookSender:
     """POSTs ``reward.earned`` to ``url`` for each payout the sandbox makes; owned by a
     :class:`~aiofuul.sandbox.Sandbox` (``sb.webhooks``).
@@ -136,7 +96,7 @@ class WebhookSender:
     warnings); :meth:`join` waits until none is pending.
     """
 
-    def __init__(self, url: str, retry: WebhookRetry | None, pipeline: _Pipeline):
+    def __init__(self, url: str, retry: WebhookRetry | None, state: FuulState):
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"webhook_url must be an http:// or https:// URL, not {url!r}")
         self.url = url
@@ -147,60 +107,106 @@ class WebhookSender:
         self.delivered = 0
         #: Webhooks given up after every attempt failed.
         self.failed = 0
-        self._pipeline = pipeline
+        self._state = state
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._gate = asyncio.Semaphore(_CONCURRENCY)
         self._rng = random.Random()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self._nudged = asyncio.Event()
+        # Payouts made before start() (a catch-up outside the loop): POSTed once started.
+        self._early: list[bytes] = []
+        state.on_payout.append(self._on_payout)
 
-    def payouts_for(self, store: EventStore, since: int) -> None:
-        """Schedule the webhook of the payout of each event stored at position ``since``
-        or later (the ones a request just stored), without waiting."""
-        for event in store.events[since:]:
-            record = store.lookup(event.dedup_id)
-            if record is None:
-                continue
-            task = asyncio.get_running_loop().create_task(self._when_due(record))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def start(self) -> None:
+        """Start following the state (the sandbox calls it once it serves)."""
+        if self._follower is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._nudged = asyncio.Event()
+        self._follower = self._loop.create_task(self._follow())
+        early, self._early = self._early, []
+        for body in early:
+            self._spawn(body)
+
+    def nudge(self) -> None:
+        """Events were just stored: have the state make their payouts soon (off the
+        request path), so their webhooks go out."""
+        self._nudged.set()
 
     async def join(self) -> None:
-        """Wait until every scheduled webhook is delivered or given up."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        """Wait until every stored event is processed and every webhook of its payouts
+        delivered or given up (events still within ``pipeline_delay`` are waited for)."""
+        while True:
+            self._state.catch_up()
+            if self._tasks:
+                await asyncio.wait(set(self._tasks))
+                continue
+            wait = self._state.due_in()
+            if wait is None:
+                return
+            await asyncio.sleep(wait)
 
     async def close(self) -> None:
         """Stop: webhooks still pending are dropped (and logged), the session closed."""
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         pending = [task for task in self._tasks if not task.done()]
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
-            _log.warning("sandbox stopped with %d webhook(s) not delivered", len(pending))
+        waiting = self._state.unprocessed()
+        if pending or waiting:
+            _log.warning(
+                "sandbox stopped with %d webhook(s) not delivered and %d stored event(s) "
+                "not processed yet (no payout made, no webhook sent)",
+                len(pending),
+                waiting,
+            )
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def _when_due(self, record: StoredEvent) -> None:
+    def _on_payout(self, payout: Payout) -> None:
+        body = msgspec.json.encode(
+            {"event_type": REWARD_EARNED, "movement": reward_movement(payout)}
+        )
+        if self._loop is None:
+            self._early.append(body)
+        else:
+            self._spawn(body)
+
+    def _spawn(self, body: bytes) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(self._deliver_logged(body))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _follow(self) -> None:
+        """Catch the state up after each nudge (debounced), and when the next stored
+        event falls due."""
+        while True:
+            wait = self._state.due_in()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), wait)
+            self._nudged.clear()
+            await asyncio.sleep(_DEBOUNCE)
+            try:
+                self._state.catch_up()
+            except Exception:  # a bug here must be seen, and must not stop the webhooks
+                _log.exception("sandbox payouts failed")
+
+    async def _deliver_logged(self, body: bytes) -> None:
         try:
-            await self._pay(record)
+            await self._deliver(body)
         except Exception:  # a bug here must be seen, not lost in an unawaited task
             self.failed += 1
-            _log.exception("webhook for event %r failed", record.event.dedup_id)
-
-    async def _pay(self, record: StoredEvent) -> None:
-        delay = self._pipeline.pipeline_delay
-        wait = record.at + delay - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        if self._pipeline.pipeline_status != "success":
-            return  # no payout, no webhook
-        movement = movement_of(record, self._pipeline.conversions, delay)
-        if movement["user_identifier"] is None:
-            return  # an event that names nobody: no one to pay
-        await self._deliver(
-            msgspec.json.encode({"event_type": REWARD_EARNED, "movement": movement})
-        )
+            _log.exception("webhook failed: %s", body[:200])
 
     async def _deliver(self, body: bytes) -> None:
         failures = 0
