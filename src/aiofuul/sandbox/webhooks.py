@@ -51,6 +51,9 @@ _CONCURRENCY = 16
 # How long the sender lets a burst of sends land before it asks the state to catch up:
 # one catch-up (and one wake-up) for many requests, yet prompt for a receiver under test.
 _DEBOUNCE = 0.01
+# The longest the sender sleeps without looking at the state: events a test stored
+# directly (no send, no nudge) and a pipeline_delay changed meanwhile are seen this late.
+_RECHECK = 0.5
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class WebhookSender:
             return
         self._loop = asyncio.get_running_loop()
         self._nudged = asyncio.Event()
+        self._gate = asyncio.Semaphore(_CONCURRENCY)  # of this loop: a sandbox may restart
         self._follower = self._loop.create_task(self._follow())
         early, self._early = self._early, []
         for body in early:
@@ -151,6 +155,7 @@ class WebhookSender:
     async def close(self) -> None:
         """Stop: webhooks still pending are dropped (and logged), the session closed."""
         follower, self._follower = self._follower, None
+        self._loop = None  # payouts made from now on wait for the next start()
         if follower is not None:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -191,7 +196,8 @@ class WebhookSender:
         """Catch the state up after each nudge (debounced), and when the next stored
         event falls due."""
         while True:
-            wait = self._state.due_in()
+            due = self._state.due_in()
+            wait = _RECHECK if due is None else min(due, _RECHECK)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._nudged.wait(), wait)
             self._nudged.clear()
