@@ -5,9 +5,11 @@ path, a moment after the sends.
 Two measurements, each side by side in one run, rounds interleaved:
 
 1. The request path: batches of 100 events POSTed one after the other to a sandbox
-   with webhooks off and to one with webhooks on (POSTing to a receiver in a child
-   process that answers 200 at once). Median milliseconds per batch request; with
-   webhooks on, also the time until every webhook was delivered after the last send.
+   with webhooks off, to one with webhooks on (POSTing to a receiver in a child
+   process that answers 200 at once), and to one with webhooks on whose pipeline fails
+   (the sender follows the state, nothing is paid or POSTed). Median milliseconds per
+   batch request; with webhooks on, also the time until every webhook was delivered
+   after the last send.
 2. The catch-up itself: microseconds per stored event for ``sb.state.catch_up()``
    (every event paying its user and a referrer: two payouts), without a listener and
    with the webhook sender's (render, encode, schedule a POST).
@@ -121,6 +123,7 @@ async def request_path(rounds: int, batches: int) -> None:
     url = rx.url
     off: list[float] = []
     on: list[float] = []
+    unpaid: list[float] = []
     drains: list[float] = []
     for r in range(rounds):
         async with Sandbox(limits=LIMITS) as sb:
@@ -136,11 +139,20 @@ async def request_path(rounds: int, batches: int) -> None:
             drains.append(time.perf_counter() - start)
             delivered = await rx.count() - before
             assert delivered == sb.webhooks.delivered == len(sb.state.payouts)
+        async with Sandbox(limits=LIMITS, webhook_url=url, webhook_retry=RETRY) as sb:
+            sb.pipeline_status = "failed"  # the sender follows the state, nothing is POSTed
+            unpaid += await _sends(sb, batches, f"unpaid{r}")
+            assert sb.webhooks is not None
+            await sb.webhooks.join()
+            assert sb.webhooks.attempts == []
     rx.stop()
     m_off, m_on = statistics.median(off) * 1e3, statistics.median(on) * 1e3
+    m_unpaid = statistics.median(unpaid) * 1e3
     webhooks = batches * 100 * 3 // 2  # half the users have a referrer
     print(f"batch of 100 events, median request: webhooks off {m_off:.2f} ms, "
           f"on {m_on:.2f} ms, ratio on/off {m_on / m_off:.2f}x")  # fmt: skip
+    print(f"  webhooks on but nothing paid (pipeline failed): {m_unpaid:.2f} ms, ratio "
+          f"{m_unpaid / m_off:.2f}x: the rest is the sandbox's loop POSTing the webhooks")  # fmt: skip
     print(f"  with webhooks on, {webhooks} webhooks delivered "
           f"{statistics.median(drains) * 1e3:.0f} ms (median) after the last send")  # fmt: skip
 

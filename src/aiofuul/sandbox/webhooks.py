@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -111,15 +112,22 @@ class WebhookSender:
         #: Webhooks given up after every attempt failed.
         self.failed = 0
         self._state = state
-        self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
-        self._gate = asyncio.Semaphore(_CONCURRENCY)
         self._rng = random.Random()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._follower: asyncio.Task[None] | None = None
         self._nudged = asyncio.Event()
-        # Payouts made before start() (a catch-up outside the loop): POSTed once started.
-        self._early: list[bytes] = []
+        # Webhooks due for a POST, oldest first. A payout is queued as is (cheap: it is
+        # queued during a catch-up, which a read may run) and rendered by the worker that
+        # first POSTs it; a retry is queued as the body it sent, with its failure count.
+        self._queue: deque[tuple[Payout | bytes, int]] = deque()
+        # At most _CONCURRENCY workers drain the queue, one POST each at a time; none
+        # runs while the queue is empty. A few tasks, not one per payout: a catch-up of
+        # 20,000 events must not create 40,000 tasks.
+        self._workers: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
+        # Retries waiting out their backoff (they hold no worker meanwhile).
+        self._backoffs: set[asyncio.TimerHandle] = set()
         state.on_payout.append(self._on_payout)
 
     def start(self) -> None:
@@ -128,11 +136,8 @@ class WebhookSender:
             return
         self._loop = asyncio.get_running_loop()
         self._nudged = asyncio.Event()
-        self._gate = asyncio.Semaphore(_CONCURRENCY)  # of this loop: a sandbox may restart
         self._follower = self._loop.create_task(self._follow())
-        early, self._early = self._early, []
-        for body in early:
-            self._spawn(body)
+        self._staff()  # payouts made before start (a catch-up outside the loop)
 
     def nudge(self) -> None:
         """Events were just stored: have the state make their payouts soon (off the
@@ -142,15 +147,19 @@ class WebhookSender:
     async def join(self) -> None:
         """Wait until every stored event is processed and every webhook of its payouts
         delivered or given up (events still within ``pipeline_delay`` are waited for)."""
+        loop = asyncio.get_running_loop()
         while True:
             self._state.catch_up()
-            if self._tasks:
-                await asyncio.wait(set(self._tasks))
-                continue
-            wait = self._state.due_in()
-            if wait is None:
-                return
-            await asyncio.sleep(wait)
+            self._staff()
+            if self._workers:
+                await asyncio.wait(set(self._workers))
+            elif self._backoffs:
+                await asyncio.sleep(max(0.0, min(h.when() for h in self._backoffs) - loop.time()))
+            else:
+                due = self._state.due_in()
+                if due is None:
+                    return
+                await asyncio.sleep(due)
 
     async def close(self) -> None:
         """Stop: webhooks still pending are dropped (and logged), the session closed."""
@@ -160,17 +169,22 @@ class WebhookSender:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
-        pending = [task for task in self._tasks if not task.done()]
-        for task in pending:
+        dropped = len(self._queue) + len(self._backoffs) + self._in_flight
+        self._queue.clear()
+        for handle in self._backoffs:
+            handle.cancel()
+        self._backoffs.clear()
+        workers = [task for task in self._workers if not task.done()]
+        for task in workers:
             task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        if workers:
+            await asyncio.wait(workers)
         waiting = self._state.unprocessed()
-        if pending or waiting:
+        if dropped or waiting:
             _log.warning(
                 "sandbox stopped with %d webhook(s) not delivered and %d stored event(s) "
                 "not processed yet (no payout made, no webhook sent)",
-                len(pending),
+                dropped,
                 waiting,
             )
         if self._session is not None:
@@ -178,19 +192,18 @@ class WebhookSender:
             self._session = None
 
     def _on_payout(self, payout: Payout) -> None:
-        body = msgspec.json.encode(
-            {"event_type": REWARD_EARNED, "movement": reward_movement(payout)}
-        )
-        if self._loop is None:
-            self._early.append(body)
-        else:
-            self._spawn(body)
+        self._queue.append((payout, 0))
+        self._staff()
 
-    def _spawn(self, body: bytes) -> None:
-        assert self._loop is not None
-        task = self._loop.create_task(self._deliver_logged(body))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _staff(self) -> None:
+        """Start workers for the queue, up to _CONCURRENCY (none before start())."""
+        loop = self._loop
+        if loop is None:
+            return
+        while len(self._workers) < min(_CONCURRENCY, len(self._queue)):
+            task = loop.create_task(self._work())
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
 
     async def _follow(self) -> None:
         """Catch the state up after each nudge (debounced), and when the next stored
@@ -207,32 +220,49 @@ class WebhookSender:
             except Exception:  # a bug here must be seen, and must not stop the webhooks
                 _log.exception("sandbox payouts failed")
 
-    async def _deliver_logged(self, body: bytes) -> None:
-        try:
-            await self._deliver(body)
-        except Exception:  # a bug here must be seen, not lost in an unawaited task
-            self.failed += 1
-            _log.exception("webhook failed: %s", body[:200])
-
-    async def _deliver(self, body: bytes) -> None:
-        failures = 0
-        while True:
-            async with self._gate:
-                status, error = await self._post(body)
-            self.attempts.append(WebhookAttempt(body, status, error))
-            if status is not None and 200 <= status < 300:
-                self.delivered += 1
-                return
-            failures += 1
-            why = error if status is None else f"HTTP {status}"
-            if failures >= self.retry.attempts:
+    async def _work(self) -> None:
+        while self._queue:
+            what, failures = self._queue.popleft()
+            self._in_flight += 1
+            try:
+                await self._attempt(what, failures)
+            except Exception:  # a bug here must be seen, not lost in a worker
                 self.failed += 1
-                _log.warning(
-                    "webhook to %s given up after %d attempts (%s)", self.url, failures, why
-                )
-                return
-            _log.debug("webhook to %s failed (%s): retrying", self.url, why)
-            await asyncio.sleep(self.retry.backoff(failures, self._rng))
+                _log.exception("webhook failed: %r", what)
+            finally:
+                self._in_flight -= 1
+
+    async def _attempt(self, what: Payout | bytes, failures: int) -> None:
+        """POST one webhook once; a failure is queued again after its backoff."""
+        if isinstance(what, bytes):
+            body = what
+        else:
+            movement = reward_movement(what)
+            body = msgspec.json.encode({"event_type": REWARD_EARNED, "movement": movement})
+        status, error = await self._post(body)
+        self.attempts.append(WebhookAttempt(body, status, error))
+        if status is not None and 200 <= status < 300:
+            self.delivered += 1
+            return
+        failures += 1
+        why = error if status is None else f"HTTP {status}"
+        if failures >= self.retry.attempts:
+            self.failed += 1
+            _log.warning("webhook to %s given up after %d attempts (%s)", self.url, failures, why)
+            return
+        _log.debug("webhook to %s failed (%s): retrying", self.url, why)
+        self._retry_later(body, failures, self.retry.backoff(failures, self._rng))
+
+    def _retry_later(self, body: bytes, failures: int, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+
+        def due() -> None:
+            self._backoffs.discard(handle)
+            self._queue.append((body, failures))
+            self._staff()
+
+        handle = loop.call_later(delay, due)
+        self._backoffs.add(handle)
 
     async def _post(self, body: bytes) -> tuple[int | None, str | None]:
         if self._session is None:
