@@ -92,8 +92,10 @@ class WebhookAttempt(NamedTuple):
 
 
 class WebhookSender:
-    """POSTs ``reward.earned`` to ``url`` for each payout the sandbox makes; owned by a
-    :class:`~aiofuul.sandbox.Sandbox` (``sb.webhooks``).
+    """POSTs ``reward.earned`` to ``url`` for each payout ``state`` makes (it subscribes
+    to ``state.on_payout``); owned by a :class:`~aiofuul.sandbox.Sandbox`
+    (``sb.webhooks``), which calls :meth:`start`, :meth:`nudge` after each send that
+    stored events, and :meth:`close`.
 
     :attr:`attempts` records every POST, :attr:`delivered` and :attr:`failed` count the
     webhooks answered 2xx and those given up after ``retry.attempts`` POSTs (logged as
