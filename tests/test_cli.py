@@ -174,7 +174,7 @@ def test_status_pipeline_shows_what_became_of_an_event(live: ThreadSandbox) -> N
         "trigger execution: success",
         "attributions: 1",
         "payouts: 1",
-        "movements: 0",
+        "movements: 1",  # the payout's movement, as payouts/movements lists it
     ]
     usage = cli("status", "--pipeline", "--dedup-id", "swap-1", env=env)
     assert usage.returncode == 2 and "--event-id, or --dedup-id with --event" in usage.stderr

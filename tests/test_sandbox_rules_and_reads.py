@@ -503,8 +503,10 @@ async def test_pipeline_404_then_found_by_dedup_id_and_event_id(
     assert attribution["user_identifier"] == EVM
     assert attribution["attributor"] is None
     (payout,) = answer["payouts"]
-    assert (payout["amount"], payout["currency"], payout["status"]) == ("0", "POINT", "pending")
-    assert answer["movements"] == []
+    # The payout sb.state made of the event (args carry no amount: 1 point).
+    assert (payout["amount"], payout["currency"], payout["status"]) == ("1", "POINT", "accepted")
+    (movement,) = answer["movements"]
+    assert (movement["payout_id"], movement["dedup_id"]) == (payout["id"], "pl-1")
 
 
 async def test_pipeline_pending_then_success_then_other_status(

@@ -328,9 +328,13 @@ async def test_no_payout_no_webhook() -> None:
 
 async def test_stop_drops_what_is_pending_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
     async with Receiver() as rx, posting_to(rx) as (sb, _, fuul):
-        sb.pipeline_delay = 3600.0  # due in an hour: still pending at stop
+        sb.pipeline_delay = 3600.0  # due in an hour: no payout made yet at stop
         await fuul.send_event("trade", EVM, dedup_id="t-1")
-    assert rx.bodies == [] and "1 webhook(s) not delivered" in caplog.text
+    assert rx.bodies == [] and "1 stored event(s) not processed yet" in caplog.text
+    async with Receiver(["hang"]) as rx, posting_to(rx) as (_, _, fuul):
+        await fuul.send_event("trade", EVM, dedup_id="t-1")
+        await asyncio.wait_for(rx.arrived.wait(), 30)  # paid, its webhook hangs at stop
+    assert "1 webhook(s) not delivered and 0 stored event(s)" in caplog.text
 
 
 def test_the_webhook_url_option() -> None:

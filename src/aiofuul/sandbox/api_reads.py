@@ -21,8 +21,9 @@ from ..limits import LaneName
 from ..models import User
 from .api_query import Param, judge_query, numbered
 from .claims import audiences, checks, claim_history, claim_totals, claimable, portal
+from .movements import iso as _iso
+from .movements import movement_row
 from .rankings import leaderboard, referred_users, referred_volume
-from .reads import _iso
 from .state import FuulState, Payout
 
 __all__ = ["API_LANES", "ROUTES", "Route", "answer_route", "key_refusal"]
@@ -137,19 +138,6 @@ def _in_period(payout: Payout, values: Mapping[str, Any], low: str, high: str) -
     return bool(values.get(low, -1e18) <= payout.at <= values.get(high, 1e18))
 
 
-def _movement(p: Payout) -> dict[str, Any]:
-    return {
-        "date": _iso(p.at), "payout_id": p.id, "currency_address": p.currency_address,
-        "chain_id": p.chain_id, "is_referrer": p.is_referrer, "conversion_id": p.conversion_id,
-        "conversion_name": p.conversion_name, "total_amount": str(p.amount),
-        "volume_usd": float(p.volume_usd), "project_name": "Sandbox project",
-        "payout_status": p.status, "payout_status_details": None,
-        "enduser_address": p.end_user.identifier, "user_identifier": p.user.identifier,
-        "referrer_identifier": None if p.referrer is None else p.referrer.identifier,
-        "dedup_id": p.dedup_id,
-    }  # fmt: skip
-
-
 def _mine(state: FuulState, values: Mapping[str, Any], low: str, high: str) -> list[Payout]:
     kind = values.get("type")
     return [
@@ -167,7 +155,7 @@ def _movements(
     # Only the page asked for is rendered: a walk of 10,000 rows stays cheap.
     window = rows[(page - 1) * size : page * size]
     return 200, {"total_results": len(rows), "page": page, "page_size": size,
-                 "results": [_movement(p) for p in window]}  # fmt: skip
+                 "results": [movement_row(p) for p in window]}  # fmt: skip
 
 
 def _by_conversion(

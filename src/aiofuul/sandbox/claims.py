@@ -10,7 +10,7 @@ from typing import Any
 
 from ..models import User
 from .api_query import numbered
-from .reads import _iso
+from .movements import iso as _iso
 from .state import ClaimCheck, FuulState
 
 __all__ = ["audiences", "checks", "claim_history", "claim_totals", "claimable", "portal"]

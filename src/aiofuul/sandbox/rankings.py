@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from .reads import _iso
+from .movements import iso as _iso
 from .state import FuulState, Payout
 
 __all__ = ["leaderboard", "referred_users", "referred_volume"]

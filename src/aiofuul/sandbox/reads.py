@@ -2,23 +2,29 @@
 
 Each answer is ``(status, body)`` for a query, or
 :class:`~aiofuul.sandbox.parsing.BadRequest`. What the sandbox makes up (conversions,
-executions, attributions, payouts) has ids derived from the stored event's, so repeated
-polls see the same ids.
+executions, attributions) has ids derived from the stored event's, so repeated polls see
+the same ids. The pipeline's payouts and movements are the ones
+:class:`~aiofuul.sandbox.state.FuulState` made of the event, as every other endpoint and
+the webhooks show them.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ..models import Event
+from .movements import iso as _iso
+from .movements import movement_row, pipeline_payout
 from .parsing import parse_pipeline_query, parse_status_query
 from .store import EventStore, StoredEvent
+
+if TYPE_CHECKING:
+    from .state import Payout
 
 __all__ = ["answer_conversions", "answer_pipeline", "answer_status", "default_conversions"]
 
@@ -33,11 +39,6 @@ _EVENT_NOT_FOUND = msgspec.json.encode({"message": "Event not found", "statusCod
 def _made_up_id(*parts: str) -> str:
     """A uuid that is the same every time for the same parts (stable across polls)."""
     return str(uuid.uuid5(_ID_SPACE, "/".join(parts)))
-
-
-def _iso(wall: float) -> str:
-    moment = datetime.fromtimestamp(wall, timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def default_conversions() -> list[dict[str, Any]]:
@@ -81,11 +82,13 @@ def answer_pipeline(
     conversions: Sequence[Mapping[str, Any]],
     pipeline_status: str,
     pipeline_delay: float,
+    payouts_of: Callable[[str], Sequence[Payout]],
 ) -> tuple[int, bytes]:
     """``GET events/pipeline``: what became of one stored event, as of now. It is
     ``"pending"`` until ``pipeline_delay`` seconds after it was stored, then
     ``pipeline_status`` (``"success"``: attributed to the conversion one of whose
-    triggers has its name, with one payout)."""
+    triggers has its name, with the payouts ``payouts_of(dedup_id)`` made of it: its
+    user's and, when the user has a referrer, the referrer's)."""
     event_id, dedup_id, name = parse_pipeline_query(query)
     record: StoredEvent | None
     if event_id is not None:
@@ -101,12 +104,13 @@ def answer_pipeline(
     status = pipeline_status if done else "pending"
     success = done and status == "success"
     done_at = _iso(record.wall + pipeline_delay)
+    paid = payouts_of(record.event.dedup_id) if success else ()
     answer = {
         "event": {**msgspec.to_builtins(record.event), "id": record.id},
         "trigger_executions": [_execution(record, status, done)],
         "attributions": [_attribution(record, conversions, done_at)] if success else [],
-        "payouts": [_payout(record, done_at)] if success else [],
-        "movements": [],
+        "payouts": [pipeline_payout(p) for p in paid],
+        "movements": [movement_row(p) for p in paid],
         "project_id": query.get("project_id"),  # another field no client knows
     }
     return 200, msgspec.json.encode(answer)
@@ -123,16 +127,6 @@ def _execution(record: StoredEvent, status: str, done: bool) -> dict[str, Any]:
         "status_details": details,
         "created_at": _iso(record.wall),
         "sandbox": True,  # a field no client knows: it must be tolerated
-    }
-
-
-def _payout(record: StoredEvent, created_at: str) -> dict[str, Any]:
-    return {
-        "id": _made_up_id(record.id, "payout"),
-        "amount": "0",
-        "currency": "POINT",
-        "status": "pending",
-        "created_at": created_at,
     }
 
 

@@ -108,9 +108,10 @@ class Sandbox:
 
     ``GET events/pipeline`` reports an event as ``"pending"`` until
     :attr:`pipeline_delay` seconds after it was stored, then as :attr:`pipeline_status`
-    (``"success"``: with one attribution and one payout). Given ``webhook_url``, it
-    POSTs a ``reward.earned`` there for each such payout, retried per ``webhook_retry``
-    (see :mod:`~aiofuul.sandbox.webhooks`; :attr:`webhooks` tells what was sent).
+    (``"success"``: with one attribution, and the payouts :attr:`state` made of it).
+    Given ``webhook_url``, it POSTs a ``reward.earned`` there for each payout the state
+    makes, retried per ``webhook_retry`` (see :mod:`~aiofuul.sandbox.webhooks`;
+    :attr:`webhooks` tells what was sent).
 
     :attr:`state` (a :class:`~aiofuul.sandbox.state.FuulState`) is the small Fuul the reads
     beyond events answer from: set referrers, codes, affiliates and audiences there;
@@ -157,13 +158,17 @@ class Sandbox:
         self._throttle = Throttle(limits)
         self._store = EventStore()
         #: Referrers, codes, affiliates, payouts...: what the reads beyond events serve.
-        self.state = FuulState(self._store, lambda: self.conversions)
+        self.state = FuulState(
+            self._store,
+            lambda: self.conversions,
+            lambda: (self.pipeline_status, self.pipeline_delay),
+        )
         self._dice = Dice()
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         #: Who POSTs the webhooks (None without ``webhook_url``): its attempts and counts.
         self.webhooks = (
-            None if webhook_url is None else WebhookSender(webhook_url, webhook_retry, self)
+            None if webhook_url is None else WebhookSender(webhook_url, webhook_retry, self.state)
         )
 
     # -- lifecycle ---------------------------------------------------------------
@@ -193,6 +198,8 @@ class Sandbox:
         self.port = int(runner.addresses[0][1])
         self._stopping = asyncio.Event()
         self._runner = runner
+        if self.webhooks is not None:
+            self.webhooks.start()
         _log.info("sandbox listening on %s", self.url)
 
     async def stop(self) -> None:
@@ -359,8 +366,8 @@ class Sandbox:
                 into = self._store if store else None
                 before = len(self._store.events)
                 answer = answer_send(lane, body, scopes, self.check_format, into)
-                if self.webhooks is not None:  # the events just stored are new at the end
-                    self.webhooks.payouts_for(self._store, before)
+                if self.webhooks is not None and len(self._store.events) > before:
+                    self.webhooks.nudge()  # their payouts, and webhooks, soon: not in this request
                 return answer
             if lane in API_LANES and ex.request.method != "GET":
                 return (*await self._answer_write(ex, scopes), 0)
@@ -392,8 +399,9 @@ class Sandbox:
         if lane == "conversions":
             return answer_conversions(self.conversions)
         return answer_pipeline(
-            self._store, query, self.conversions, self.pipeline_status, self.pipeline_delay
-        )
+            self._store, query, self.conversions, self.pipeline_status, self.pipeline_delay,
+            self.state.payouts_of_event,
+        )  # fmt: skip
 
     # -- faults --------------------------------------------------------------------
     async def _pause(self, seconds: float) -> None:

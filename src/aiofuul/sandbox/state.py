@@ -12,8 +12,14 @@ when ``args["currency_address"]`` is set (with ``args["chain_id"]``); its
 (:meth:`FuulState.set_referrer`) or by the writes of the API
 (:mod:`~aiofuul.sandbox.api_writes`), through the same methods.
 
-Payouts are made when a read needs them (:meth:`FuulState.catch_up`), in the order
-the events were stored; ``on_payout`` callbacks see each one as it is made.
+This state is the only maker of payouts: the read endpoints, ``GET events/pipeline``
+and the webhooks (an ``on_payout`` callback) all show the payouts made here. An event
+is processed ``pipeline_delay`` seconds after it was stored and pays only if the
+pipeline's status is then ``"success"`` (the sandbox's two knobs, asked for through the
+``pipeline`` callable). Payouts are made lazily, when something asks
+(:meth:`FuulState.catch_up`: a read, or the webhook sender soon after a send), so a load
+test that reads nothing pays nothing; they are made in the order the events were stored,
+and ``on_payout`` callbacks see each one as it is made.
 
 Example::
 
@@ -54,6 +60,16 @@ def _number(value: object, default: Decimal) -> Decimal:
     except InvalidOperation:
         return default
     return number if number.is_finite() else default
+
+
+def _payee(event: Event) -> User | None:
+    """Whom an event pays: its user, or the EVM address of the deprecated
+    ``user_address`` (a tracking id alone names nobody who can be paid)."""
+    if event.user is not None:
+        return event.user
+    if event.user_address is not None:
+        return User(event.user_address, "evm_address")
+    return None
 
 
 @dataclass
@@ -129,9 +145,16 @@ class ClaimCheck:
 class FuulState:
     """The sandbox's state beyond events (see the module docstring)."""
 
-    def __init__(self, store: EventStore, conversions: Callable[[], Sequence[Mapping[str, Any]]]):
+    def __init__(
+        self,
+        store: EventStore,
+        conversions: Callable[[], Sequence[Mapping[str, Any]]],
+        pipeline: Callable[[], tuple[str, float]] = lambda: ("success", 0.0),
+    ):
         self._store = store
         self._conversions = conversions
+        # The sandbox's pipeline_status and pipeline_delay, as they are now (it owns them).
+        self._pipeline = pipeline
         #: The share of a referred user's payout its referrer gets.
         self.referrer_rate = Decimal("0.1")
         #: Called with each payout as it is made.
@@ -154,6 +177,7 @@ class FuulState:
         self.payouts: list[Payout] = []
         self.claim_checks: dict[str, ClaimCheck] = {}
         self._by_user: dict[Key, list[Payout]] = {}
+        self._by_event: dict[str, list[Payout]] = {}
         self._referred: dict[Key, list[User]] = {}
         self._seen = 0
 
@@ -271,20 +295,39 @@ class FuulState:
 
     # -- what the pipeline made of the events --------------------------------------------
     def catch_up(self) -> None:
-        """Make the payouts of the events stored since the last call."""
+        """Make the payouts of the stored events processed since the last call: those
+        stored at least ``pipeline_delay`` seconds ago (the others wait their turn)."""
         events = self._store.events
+        if self._seen >= len(events):
+            return
+        status, delay = self._pipeline()
         conversions = self._conversions()
+        now = time.monotonic()
         while self._seen < len(events):
+            at, wall = self._store.stored_at(self._seen)
+            if now - at < delay:
+                break  # the events stored after this one are not due either
             event = events[self._seen]
             self._seen += 1
-            if event.user is None:
-                continue
+            user = _payee(event)
+            if status != "success" or user is None:
+                continue  # the pipeline failed, or the event names nobody to pay
             conversion = _conversion_of(conversions, event.name)
-            if not conversion:
-                continue
-            stored = self._store.lookup(event.dedup_id)
-            at = stored.wall if stored is not None else time.time()
-            self._pay(event, event.user, conversion, at)
+            if conversion:
+                self._pay(event, user, conversion, wall + delay)
+
+    def due_in(self) -> float | None:
+        """Seconds until the next stored event is processed (0: now), or None when every
+        stored event is processed. A :meth:`catch_up` then makes its payouts."""
+        events = self._store.events
+        if self._seen >= len(events):
+            return None
+        at, _ = self._store.stored_at(self._seen)
+        return max(0.0, at + self._pipeline()[1] - time.monotonic())
+
+    def unprocessed(self) -> int:
+        """How many stored events are not processed yet (their payouts not yet made)."""
+        return len(self._store.events) - self._seen
 
     def _pay(self, event: Event, user: User, conversion: Mapping[str, Any], at: float) -> None:
         args = event.args or {}
@@ -312,6 +355,7 @@ class FuulState:
     def _add(self, payout: Payout) -> None:
         self.payouts.append(payout)
         self._by_user.setdefault(key(payout.user), []).append(payout)
+        self._by_event.setdefault(payout.dedup_id, []).append(payout)
         if payout.type == "onchain-currency":
             self.claim_checks[payout.id] = ClaimCheck(payout)
         for listener in self.on_payout:
@@ -321,6 +365,12 @@ class FuulState:
         """``user``'s payouts (as end user and as referrer), oldest first."""
         self.catch_up()
         return self._by_user.get(key(user), [])
+
+    def payouts_of_event(self, dedup_id: str) -> list[Payout]:
+        """The payouts made of the stored event ``dedup_id``: its user's, then its
+        referrer's (none when it is not processed yet, or paid nothing)."""
+        self.catch_up()
+        return self._by_event.get(dedup_id, [])
 
     def checks_of(self, user: User) -> list[ClaimCheck]:
         """``user``'s claim checks, oldest first."""

@@ -111,6 +111,12 @@ class EventStore:
         at = self._at[position]
         return StoredEvent(self.events[position], event_id, at, at + self._wall_offset)
 
+    def stored_at(self, position: int) -> tuple[float, float]:
+        """When the event at ``position`` of :attr:`events` was stored: ``(monotonic,
+        wall)`` (no event id is made: a catch-up over 200,000 events stays cheap)."""
+        at = self._at[position]
+        return at, at + self._wall_offset
+
     def lookup_id(self, event_id: str) -> StoredEvent | None:
         """The stored event with this sandbox event id, or None."""
         dedup_id = self._by_event_id.get(event_id)

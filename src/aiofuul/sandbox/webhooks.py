@@ -1,19 +1,19 @@
 """The sandbox's webhooks: a ``reward.earned`` POSTed for each payout it makes, as Fuul
 does, so that a receiver can be tested end to end.
 
-The sandbox makes one payout per stored event whose pipeline ends in ``"success"``
-(:mod:`~aiofuul.sandbox.reads`), ``pipeline_delay`` seconds after the event was stored.
-Given a webhook URL, :class:`WebhookSender` then POSTs
-``{"event_type": "reward.earned", "movement": {...}}`` from a background task, so that
-no request to the sandbox ever waits for it, and retries a non-2xx answer, a timeout or a
-refused connection with exponential backoff (:class:`WebhookRetry`, bounded) until a 2xx:
-at least once, so a receiver must be idempotent (:attr:`aiofuul.webhooks.RewardEarned.key`).
+The payouts are :class:`~aiofuul.sandbox.state.FuulState`'s (the same ones
+``GET events/pipeline``, ``payouts/movements`` and the leaderboards show): the sender
+subscribes to its ``on_payout``, so each movement the state makes, the end user's and
+the referrer's, is POSTed once as ``{"event_type": "reward.earned", "movement": {...}}``
+(:func:`~aiofuul.sandbox.movements.reward_movement`). The state makes payouts lazily;
+after a send the server nudges the sender (:meth:`~WebhookSender.nudge`), whose
+background task asks the state to catch up a moment later (one catch-up for a burst of
+sends), and again when the next stored event's ``pipeline_delay`` is over. No request ever waits for a
+payout or a POST.
 
-The movement mirrors the payout ``GET events/pipeline`` shows (type ``point``, reason
-``end_user_payout``, the payout's amount, status and time). Its ``status_details`` names
-the event and the payout it is for: a movement has no id, and this keeps two payouts to
-one user in one instant apart (and traceable) in a test. A field no client knows
-(``"sandbox": true``) rides along: receivers must tolerate it.
+A POST that gets a non-2xx answer, a timeout or a refused connection is retried with
+exponential backoff (:class:`WebhookRetry`, bounded) until a 2xx: at least once, so a
+receiver must be idempotent (:attr:`aiofuul.webhooks.RewardEarned.key`).
 
 Example (a test)::
 
@@ -28,30 +28,33 @@ Example (a test)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-import time
-from collections.abc import Mapping, Sequence
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple
 
 import aiohttp
 import msgspec
 
 from ..webhooks import REWARD_EARNED
+from .movements import reward_movement
+from .state import FuulState, Payout
 
-# The payout's fields and the attribution's conversion live in reads.py: one copy of
-# what the sandbox pays, whether it is read back or POSTed.
-from .reads import _conversion_of, _iso, _payout
-from .store import EventStore, StoredEvent
-
-__all__ = ["WebhookAttempt", "WebhookRetry", "WebhookSender", "movement_of"]
+__all__ = ["WebhookAttempt", "WebhookRetry", "WebhookSender"]
 
 _log = logging.getLogger("aiofuul.sandbox.webhooks")
 _HEADERS = {"Content-Type": "application/json", "User-Agent": "aiofuul-sandbox-webhooks"}
 # POSTs in flight at once: a load test storing thousands of events must not open
 # thousands of connections to a receiver.
 _CONCURRENCY = 16
+# How long the sender lets a burst of sends land before it asks the state to catch up:
+# one catch-up (and one wake-up) for many requests, yet prompt for a receiver under test.
+_DEBOUNCE = 0.01
+# The longest the sender sleeps without looking at the state: events a test stored
+# directly (no send, no nudge) and a pipeline_delay changed meanwhile are seen this late.
+_RECHECK = 0.5
 
 
 @dataclass(frozen=True)
@@ -88,55 +91,18 @@ class WebhookAttempt(NamedTuple):
     error: str | None
 
 
-class _Pipeline(Protocol):
-    """What the sender reads of the sandbox when a payout falls due."""
-
-    pipeline_status: str
-    pipeline_delay: float
-    conversions: list[dict[str, Any]]
-
-
-def movement_of(
-    record: StoredEvent, conversions: Sequence[Mapping[str, Any]], delay: float
-) -> dict[str, Any]:
-    """The movement of the payout the sandbox makes for ``record``."""
-    created_at = _iso(record.wall + delay)
-    payout = _payout(record, created_at)
-    event = record.event
-    who: str | None
-    kind: str | None
-    if event.user is not None:
-        who, kind = event.user.identifier, event.user.identifier_type
-    elif event.user_address is not None:
-        who, kind = event.user_address, "evm_address"
-    else:
-        tracking = (event.metadata or {}).get("tracking_id")
-        who, kind = (tracking if isinstance(tracking, str) else None), None
-    return {
-        "type": "point" if payout["currency"] == "POINT" else "onchain-currency",
-        "reason": "end_user_payout",
-        "status": payout["status"],
-        "status_details": f"sandbox payout {payout['id']} for event {event.dedup_id!r}",
-        "user_identifier": who,
-        "user_identifier_type": kind,
-        "amount": payout["amount"],
-        "currency": {"name": payout["currency"]},
-        "conversion_name": _conversion_of(conversions, event.name).get("name"),
-        "created_at": created_at,
-        "sandbox": True,  # a field no client knows: it must be tolerated
-    }
-
-
 class WebhookSender:
-    """POSTs ``reward.earned`` to ``url`` for each payout the sandbox makes; owned by a
-    :class:`~aiofuul.sandbox.Sandbox` (``sb.webhooks``).
+    """POSTs ``reward.earned`` to ``url`` for each payout ``state`` makes (it subscribes
+    to ``state.on_payout``); owned by a :class:`~aiofuul.sandbox.Sandbox`
+    (``sb.webhooks``), which calls :meth:`start`, :meth:`nudge` after each send that
+    stored events, and :meth:`close`.
 
     :attr:`attempts` records every POST, :attr:`delivered` and :attr:`failed` count the
     webhooks answered 2xx and those given up after ``retry.attempts`` POSTs (logged as
     warnings); :meth:`join` waits until none is pending.
     """
 
-    def __init__(self, url: str, retry: WebhookRetry | None, pipeline: _Pipeline):
+    def __init__(self, url: str, retry: WebhookRetry | None, state: FuulState):
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"webhook_url must be an http:// or https:// URL, not {url!r}")
         self.url = url
@@ -147,80 +113,158 @@ class WebhookSender:
         self.delivered = 0
         #: Webhooks given up after every attempt failed.
         self.failed = 0
-        self._pipeline = pipeline
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._state = state
         self._session: aiohttp.ClientSession | None = None
-        self._gate = asyncio.Semaphore(_CONCURRENCY)
         self._rng = random.Random()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self._nudged = asyncio.Event()
+        # Webhooks due for a POST, oldest first. A payout is queued as is (cheap: it is
+        # queued during a catch-up, which a read may run) and rendered by the worker that
+        # first POSTs it; a retry is queued as the body it sent, with its failure count.
+        self._queue: deque[tuple[Payout | bytes, int]] = deque()
+        # At most _CONCURRENCY workers drain the queue, one POST each at a time; none
+        # runs while the queue is empty. A few tasks, not one per payout: a catch-up of
+        # 20,000 events must not create 40,000 tasks.
+        self._workers: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
+        # Retries waiting out their backoff (they hold no worker meanwhile).
+        self._backoffs: set[asyncio.TimerHandle] = set()
+        state.on_payout.append(self._on_payout)
 
-    def payouts_for(self, store: EventStore, since: int) -> None:
-        """Schedule the webhook of the payout of each event stored at position ``since``
-        or later (the ones a request just stored), without waiting."""
-        for event in store.events[since:]:
-            record = store.lookup(event.dedup_id)
-            if record is None:
-                continue
-            task = asyncio.get_running_loop().create_task(self._when_due(record))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def start(self) -> None:
+        """Start following the state (the sandbox calls it once it serves)."""
+        if self._follower is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._nudged = asyncio.Event()
+        self._follower = self._loop.create_task(self._follow())
+        self._staff()  # payouts made before start (a catch-up outside the loop)
+
+    def nudge(self) -> None:
+        """Events were just stored: have the state make their payouts soon (off the
+        request path), so their webhooks go out."""
+        self._nudged.set()
 
     async def join(self) -> None:
-        """Wait until every scheduled webhook is delivered or given up."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        """Wait until every stored event is processed and every webhook of its payouts
+        delivered or given up (events still within ``pipeline_delay`` are waited for)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._state.catch_up()
+            self._staff()
+            if self._workers:
+                await asyncio.wait(set(self._workers))
+            elif self._backoffs:
+                await asyncio.sleep(max(0.0, min(h.when() for h in self._backoffs) - loop.time()))
+            else:
+                due = self._state.due_in()
+                if due is None:
+                    return
+                await asyncio.sleep(due)
 
     async def close(self) -> None:
         """Stop: webhooks still pending are dropped (and logged), the session closed."""
-        pending = [task for task in self._tasks if not task.done()]
-        for task in pending:
+        follower, self._follower = self._follower, None
+        self._loop = None  # payouts made from now on wait for the next start()
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+        dropped = len(self._queue) + len(self._backoffs) + self._in_flight
+        self._queue.clear()
+        for handle in self._backoffs:
+            handle.cancel()
+        self._backoffs.clear()
+        workers = [task for task in self._workers if not task.done()]
+        for task in workers:
             task.cancel()
-        if pending:
-            await asyncio.wait(pending)
-            _log.warning("sandbox stopped with %d webhook(s) not delivered", len(pending))
+        if workers:
+            await asyncio.wait(workers)
+        waiting = self._state.unprocessed()
+        if dropped or waiting:
+            _log.warning(
+                "sandbox stopped with %d webhook(s) not delivered and %d stored event(s) "
+                "not processed yet (no payout made, no webhook sent)",
+                dropped,
+                waiting,
+            )
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def _when_due(self, record: StoredEvent) -> None:
-        try:
-            await self._pay(record)
-        except Exception:  # a bug here must be seen, not lost in an unawaited task
-            self.failed += 1
-            _log.exception("webhook for event %r failed", record.event.dedup_id)
+    def _on_payout(self, payout: Payout) -> None:
+        self._queue.append((payout, 0))
+        self._staff()
 
-    async def _pay(self, record: StoredEvent) -> None:
-        delay = self._pipeline.pipeline_delay
-        wait = record.at + delay - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        if self._pipeline.pipeline_status != "success":
-            return  # no payout, no webhook
-        movement = movement_of(record, self._pipeline.conversions, delay)
-        if movement["user_identifier"] is None:
-            return  # an event that names nobody: no one to pay
-        await self._deliver(
-            msgspec.json.encode({"event_type": REWARD_EARNED, "movement": movement})
-        )
+    def _staff(self) -> None:
+        """Start workers for the queue, up to _CONCURRENCY (none before start())."""
+        loop = self._loop
+        if loop is None:
+            return
+        while len(self._workers) < min(_CONCURRENCY, len(self._queue)):
+            task = loop.create_task(self._work())
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
 
-    async def _deliver(self, body: bytes) -> None:
-        failures = 0
+    async def _follow(self) -> None:
+        """Catch the state up after each nudge (debounced), and when the next stored
+        event falls due."""
         while True:
-            async with self._gate:
-                status, error = await self._post(body)
-            self.attempts.append(WebhookAttempt(body, status, error))
-            if status is not None and 200 <= status < 300:
-                self.delivered += 1
-                return
-            failures += 1
-            why = error if status is None else f"HTTP {status}"
-            if failures >= self.retry.attempts:
+            due = self._state.due_in()
+            wait = _RECHECK if due is None else min(due, _RECHECK)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), wait)
+            self._nudged.clear()
+            await asyncio.sleep(_DEBOUNCE)
+            try:
+                self._state.catch_up()
+            except Exception:  # a bug here must be seen, and must not stop the webhooks
+                _log.exception("sandbox payouts failed")
+
+    async def _work(self) -> None:
+        while self._queue:
+            what, failures = self._queue.popleft()
+            self._in_flight += 1
+            try:
+                await self._attempt(what, failures)
+            except Exception:  # a bug here must be seen, not lost in a worker
                 self.failed += 1
-                _log.warning(
-                    "webhook to %s given up after %d attempts (%s)", self.url, failures, why
-                )
-                return
-            _log.debug("webhook to %s failed (%s): retrying", self.url, why)
-            await asyncio.sleep(self.retry.backoff(failures, self._rng))
+                _log.exception("webhook failed: %r", what)
+            finally:
+                self._in_flight -= 1
+
+    async def _attempt(self, what: Payout | bytes, failures: int) -> None:
+        """POST one webhook once; a failure is queued again after its backoff."""
+        if isinstance(what, bytes):
+            body = what
+        else:
+            movement = reward_movement(what)
+            body = msgspec.json.encode({"event_type": REWARD_EARNED, "movement": movement})
+        status, error = await self._post(body)
+        self.attempts.append(WebhookAttempt(body, status, error))
+        if status is not None and 200 <= status < 300:
+            self.delivered += 1
+            return
+        failures += 1
+        why = error if status is None else f"HTTP {status}"
+        if failures >= self.retry.attempts:
+            self.failed += 1
+            _log.warning("webhook to %s given up after %d attempts (%s)", self.url, failures, why)
+            return
+        _log.debug("webhook to %s failed (%s): retrying", self.url, why)
+        self._retry_later(body, failures, self.retry.backoff(failures, self._rng))
+
+    def _retry_later(self, body: bytes, failures: int, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+
+        def due() -> None:
+            self._backoffs.discard(handle)
+            self._queue.append((body, failures))
+            self._staff()
+
+        handle = loop.call_later(delay, due)
+        self._backoffs.add(handle)
 
     async def _post(self, body: bytes) -> tuple[int | None, str | None]:
         if self._session is None:
