@@ -269,3 +269,8 @@ def error_for_status(
     if status >= 500:
         return ServerError(status, message)
     return _BY_STATUS.get(status, APIError)(status, message)
+
+
+class ConfigurationError(FuulError, ValueError):
+    """The client's configuration cannot work: an unknown option, a Redis URL or server
+    that refuses what the client needs (a wrong password, an ACL without scripting)."""
