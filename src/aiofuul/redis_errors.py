@@ -30,6 +30,7 @@ __all__ = [
     "RedisRefusedError",
     "SharedRedisError",
     "classify",
+    "refused_at_start",
 ]
 
 
@@ -121,3 +122,21 @@ def classify(exc: BaseException) -> SharedRedisError | None:
     error = kind(_what(exc))
     error.__cause__ = exc
     return error
+
+
+def refused_at_start(problem: SharedRedisError, field: str, shown: str, needs: str) -> None:
+    """Raise :class:`RedisRefusedError` for a first contact (``start()``) that cannot
+    work: ``problem`` refused, or a connection reset at once, which is what a TLS server
+    does to a client without TLS. ``field=shown`` names the URL (redacted); ``needs``,
+    what the feature needs of Redis."""
+    text = str(problem)
+    cut = "reset by peer" in text or "closed by server" in text
+    if problem.kind == "down" and shown.startswith("redis://") and cut:
+        tls = RedisRefusedError(f"{text}; does the server expect TLS (rediss://)?")
+        tls.__cause__ = problem.__cause__
+        problem = tls
+    if problem.kind == "refused":
+        raise RedisRefusedError(
+            f"{field}={shown}: Redis refuses the shared {field} ({problem}); it needs "
+            f"{needs}, the right user and password, and TLS (rediss://) if the server uses it"
+        ) from problem.__cause__ or problem

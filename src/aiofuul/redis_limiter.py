@@ -33,7 +33,7 @@ from typing import Any
 
 from ._redis_url import RedisUrl, parse_redis_url
 from .limits import RateLimit, SlidingWindowLimiter
-from .redis_errors import RedisRefusedError, SharedRedisError, classify
+from .redis_errors import SharedRedisError, classify, refused_at_start
 
 __all__ = ["RedisLimiter", "connect", "key_hash", "key_prefix"]
 
@@ -63,10 +63,20 @@ end
 return 0
 """
 # KEYS as above, ARGV: member. The request is answered: it counts from now.
+# ZREM first, in both scripts a write that comes first is one Redis takes when out of
+# memory (ZREMRANGEBYSCORE, ZREM: not "denyoom"), and once a script has written Redis
+# lets it finish: so a full Redis (maxmemory, noeviction) still serves the limiter,
+# whose sorted sets stay the same size (a slot in, an old one out).
 _RELEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for _, key in ipairs(KEYS) do redis.call('ZADD', key, 'XX', now, ARGV[1]) end
+for _, key in ipairs(KEYS) do
+  local ttl = redis.call('PTTL', key)  -- the ZREM of a last member deletes the key
+  if redis.call('ZREM', key, ARGV[1]) == 1 then
+    redis.call('ZADD', key, now, ARGV[1])
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  end
+end
 return 0
 """
 # Never sleep longer than this between tries: a slot held in flight frees early.
@@ -198,13 +208,7 @@ class RedisLimiter:
             problem = classify(exc)
             if problem is None:
                 raise
-            if isinstance(problem, RedisRefusedError):
-                raise RedisRefusedError(
-                    f"limiter={self.url.shown}: Redis refuses the shared limiter ({problem}); "
-                    "it needs a user allowed EVALSHA/SCRIPT LOAD, TIME and the sorted-set "
-                    "commands ZADD, ZCARD, ZRANGE, ZREMRANGEBYSCORE, PEXPIRE on the keys "
-                    f"aiofuul:*, and the right password and TLS (rediss://)"
-                ) from exc
+            refused_at_start(problem, "limiter", self.url.shown, _NEEDS)
             self._degraded(problem)
             return
         self._came_back()
@@ -281,6 +285,10 @@ class RedisLimiter:
         await self._redis.aclose()
 
 
+_NEEDS = (
+    "EVALSHA, SCRIPT LOAD and, on the keys aiofuul:*, TIME, ZADD, ZCARD, ZRANGE, "
+    "ZREMRANGEBYSCORE, PEXPIRE"
+)
 _STATES = {
     "down": "no connection",
     "busy": "Redis cannot take writes for now",

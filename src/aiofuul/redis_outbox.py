@@ -60,7 +60,7 @@ from .errors import UndeliveredError
 from .ledger import Feed
 from .models import Event, decode_event, encode_event
 from .outbox import DeadLetter
-from .redis_errors import RedisRefusedError, SharedRedisError, classify
+from .redis_errors import SharedRedisError, classify, refused_at_start
 from .redis_limiter import RedisLimiter, connect, key_hash, key_prefix
 
 __all__ = ["GROUP", "OutboxKeys", "RedisOutbox", "check_shared", "is_redis_url", "outbox_keys"]
@@ -74,6 +74,11 @@ _ADOPT_MOST = 1000  # entries one adoption script claims: it holds Redis meanwhi
 _HELD_CHUNK = 1000  # stream ids one check of what Redis holds looks up
 _RETRY = 1.0  # seconds between writes while Redis is unreachable (at most)
 _encode_letter = msgspec.json.Encoder().encode
+_NEEDS = (
+    "EVALSHA, SCRIPT LOAD and, on the keys aiofuul:*, SET, DEL, PEXPIRE, EXISTS, HSET "
+    "and the stream commands (XADD, XACK, XDEL, XCLAIM, XPENDING, XRANGE, XLEN, XINFO, "
+    "XGROUP)"
+)
 _SAID = {
     "down": "unreachable (%s): accepted events wait in memory until it is back",
     "busy": (
@@ -226,14 +231,7 @@ class RedisOutbox:
             problem = classify(exc)
             if problem is None:
                 raise
-            if isinstance(problem, RedisRefusedError):
-                raise RedisRefusedError(
-                    f"outbox={self.url.shown}: Redis refuses the shared outbox ({problem}); "
-                    "it needs a user allowed EVALSHA/SCRIPT LOAD and, on the keys "
-                    "aiofuul:*, SET, DEL, PEXPIRE, EXISTS, HSET, HGETALL and the stream "
-                    "commands (XADD, XACK, XDEL, XCLAIM, XPENDING, XRANGE, XLEN, XINFO, "
-                    "XGROUP), and the right password and TLS (rediss://)"
-                ) from exc
+            refused_at_start(problem, "outbox", self.url.shown, _NEEDS)
             self._degraded(problem)
 
     async def recover(self) -> list[Event]:
@@ -369,16 +367,14 @@ class RedisOutbox:
                     args=[GROUP, len(acks), *acks, *letters],
                 )
                 acks, letters = [], []
+            if not left and self.state != "ok":
+                # Nothing to add proves nothing: an empty write (its SET is refused by
+                # a full Redis, its script by an ACL) says whether Redis takes writes.
+                await self._add([])
             while left:
                 chunk = left[: self._size]
-                written = await self._write(
-                    keys=[self.keys.stream, self._heartbeat],
-                    args=[GROUP, self.consumer, self._ttl, *(encode_event(e) for e in chunk)],
-                )
-                if written[0] and (self._seen > 0 or ids):
-                    self._vanished()
-                self._seen = max(self._seen, 0)
-                ids.update(zip((e.dedup_id for e in chunk), written[1:], strict=True))
+                written = await self._add(chunk)
+                ids.update(zip((e.dedup_id for e in chunk), written, strict=True))
                 left = left[self._size :]
         except Exception as exc:
             self._inserts[:0] = left
@@ -387,6 +383,17 @@ class RedisOutbox:
             return False
         self._came_back()
         return True
+
+    async def _add(self, events: list[Event]) -> list[bytes]:
+        """Add ``events`` to the stream, pending under this consumer; their entry ids."""
+        written = await self._write(
+            keys=[self.keys.stream, self._heartbeat],
+            args=[GROUP, self.consumer, self._ttl, *(encode_event(e) for e in events)],
+        )
+        if written[0] and (self._seen > 0 or self._ids):  # it had to create the stream
+            self._vanished()
+        self._seen = max(self._seen, 0)
+        return list(written[1:])
 
     def _failed(self, exc: Exception) -> None:
         """A Redis call failed: degrade for what Redis means, raise a bug."""
