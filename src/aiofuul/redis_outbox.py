@@ -331,7 +331,7 @@ class RedisOutbox:
             self._committed = generation
             self._progress.set()
             if self._closed and (not written or not self._pending()):
-                if not written:
+                if not written and self._inserts:
                     log.error("closing with the shared outbox %s: %d event(s) accepted "
                               "were never written to it", self.state,
                               len(self._inserts))  # fmt: skip
