@@ -1,5 +1,5 @@
-"""The Lua scripts of the Redis outbox (:mod:`aiofuul.redis_outbox`), and the order of
-their writes, which is what lets a full Redis drain.
+"""The layout of the Redis outbox (:mod:`aiofuul.redis_outbox`) in Redis: its keys, its
+Lua scripts, and the order of their writes, which is what lets a full Redis drain.
 
 With ``maxmemory`` and ``noeviction``, Redis refuses a "denyoom" command (``SET``,
 ``XADD``, ``HSET``, ``XGROUP CREATE``) once it is out of memory, but lets a script go on
@@ -17,7 +17,66 @@ once it has written anything (it cannot stop a script halfway). So:
 
 from __future__ import annotations
 
-__all__ = ["ADOPT", "BEAT", "HELD", "SETTLE", "WRITE"]
+import logging
+from collections.abc import Sequence
+from typing import Any, NamedTuple, TypeGuard
+
+import msgspec
+
+from .models import Event, decode_event
+from .redis_limiter import key_prefix
+
+__all__ = [
+    "ADOPT",
+    "BEAT",
+    "GROUP",
+    "HELD",
+    "SETTLE",
+    "WRITE",
+    "OutboxKeys",
+    "decode_entries",
+    "is_redis_url",
+    "outbox_keys",
+    "probe",
+]
+
+log = logging.getLogger("aiofuul")
+
+#: The consumer group of every outbox stream: each client is one of its consumers.
+GROUP = "aiofuul"
+
+
+def is_redis_url(value: object) -> TypeGuard[str]:
+    """Whether an ``outbox=`` value names a Redis server rather than a SQLite file."""
+    return isinstance(value, str) and value.startswith(("redis://", "rediss://"))
+
+
+class OutboxKeys(NamedTuple):
+    """The Redis keys of one API key's outbox."""
+
+    stream: str
+    dead: str
+    alive: str  # + consumer name: its heartbeat
+
+
+def outbox_keys(hashed: str) -> OutboxKeys:
+    """The keys of the outbox of the API key whose :func:`key_hash` is ``hashed``."""
+    base = key_prefix(hashed) + "outbox"
+    return OutboxKeys(base, base + ":dead", base + ":alive:")
+
+
+def decode_entries(entries: Sequence[Any]) -> list[tuple[bytes, Event]]:
+    """Stream entries (``[id, ["e", body]]``) decoded; an unreadable one is logged."""
+    out: list[tuple[bytes, Event]] = []
+    for entry_id, fields in entries:
+        if not fields:  # deleted meanwhile (Redis < 7 answers nil for those)
+            continue
+        try:
+            out.append((entry_id, decode_event(fields[1])))
+        except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
+            log.error("unreadable entry %r in the outbox stream: left there", entry_id)
+    return out
+
 
 # KEYS: stream, the consumer's heartbeat. ARGV: group, consumer, heartbeat ms, then the
 # event bodies to add (pending under the consumer). Returns {created, id, id, ...}:
@@ -100,3 +159,19 @@ for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
 end
 return taken
 """
+
+
+async def probe(redis: Any, base: str, group: str) -> None:
+    """Run every script once on keys under ``base`` (their own, deleted after), so that
+    whatever Redis refuses the outbox (auth, ACL, TLS) is raised now."""
+    stream, dead, beat = base, base + ":dead", base + ":alive:p"
+    write, settle = redis.register_script(WRITE), redis.register_script(SETTLE)
+    adopt, held = redis.register_script(ADOPT), redis.register_script(HELD)
+    await redis.register_script(BEAT)(keys=[beat, stream], args=[1000])
+    ids = (await write(keys=[stream, beat], args=[group, "p", 1000, b"{}"]))[1:]
+    # A prefix no heartbeat has: the probe consumer is taken for gone, and adopted.
+    await adopt(keys=[stream], args=[group, "q", base + ":none:", 1])
+    await held(keys=[stream], args=ids)
+    await settle(keys=[stream, dead], args=[group, len(ids), *ids, "p", "{}"])
+    await adopt(keys=[stream], args=[group, "q", base + ":none:", 1])
+    await redis.delete(stream, dead, beat)

@@ -50,28 +50,26 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeGuard
 
 import msgspec
 
 from . import _redis_outbox_scripts as scripts
+from ._redis_outbox_held import Holdings
+from ._redis_outbox_scripts import GROUP, OutboxKeys, decode_entries, is_redis_url, outbox_keys
 from ._redis_url import RedisUrl, parse_redis_url
 from .errors import UndeliveredError
 from .ledger import Feed
-from .models import Event, decode_event, encode_event
+from .models import Event, encode_event
 from .outbox import DeadLetter
 from .redis_errors import SharedRedisError, classify, refused_at_start
-from .redis_limiter import RedisLimiter, connect, key_hash, key_prefix
+from .redis_limiter import RedisLimiter, connect, key_hash
 
 __all__ = ["GROUP", "OutboxKeys", "RedisOutbox", "check_shared", "is_redis_url", "outbox_keys"]
 
 log = logging.getLogger("aiofuul")
 
-#: The consumer group of every outbox stream: each client is one of its consumers.
-GROUP = "aiofuul"
 WRITE_SCRIPT = scripts.WRITE
 _ADOPT_MOST = 1000  # entries one adoption script claims: it holds Redis meanwhile
-_HELD_CHUNK = 1000  # stream ids one check of what Redis holds looks up
 _RETRY = 1.0  # seconds between writes while Redis is unreachable (at most)
 _encode_letter = msgspec.json.Encoder().encode
 _NEEDS = (
@@ -91,38 +89,6 @@ _SAID = {
         "memory meanwhile"
     ),
 }
-
-
-def is_redis_url(value: object) -> TypeGuard[str]:
-    """Whether an ``outbox=`` value names a Redis server rather than a SQLite file."""
-    return isinstance(value, str) and value.startswith(("redis://", "rediss://"))
-
-
-class OutboxKeys(NamedTuple):
-    """The Redis keys of one API key's outbox."""
-
-    stream: str
-    dead: str
-    alive: str  # + consumer name: its heartbeat
-
-
-def outbox_keys(hashed: str) -> OutboxKeys:
-    """The keys of the outbox of the API key whose :func:`key_hash` is ``hashed``."""
-    base = key_prefix(hashed) + "outbox"
-    return OutboxKeys(base, base + ":dead", base + ":alive:")
-
-
-def _entries(entries: Sequence[Any]) -> list[tuple[bytes, Event]]:
-    """Stream entries (``[id, ["e", body]]``) decoded; an unreadable one is logged."""
-    out: list[tuple[bytes, Event]] = []
-    for entry_id, fields in entries:
-        if not fields:  # deleted meanwhile (Redis < 7 answers nil for those)
-            continue
-        try:
-            out.append((entry_id, decode_event(fields[1])))
-        except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
-            log.error("unreadable entry %r in the outbox stream: left there", entry_id)
-    return out
 
 
 class RedisOutbox:
@@ -157,8 +123,7 @@ class RedisOutbox:
         self._heartbeat = self.keys.alive + self.consumer
         register = self._redis.register_script
         self._write, self._settle = register(scripts.WRITE), register(scripts.SETTLE)
-        self._beat, self._held = register(scripts.BEAT), register(scripts.HELD)
-        self._adopt = register(scripts.ADOPT)
+        self._beat, self._adopt = register(scripts.BEAT), register(scripts.ADOPT)
         self._interval = commit_interval
         self._size = commit_size
         self._inserts: list[Event] = []  # accepted, not written yet
@@ -170,9 +135,7 @@ class RedisOutbox:
         self._rejected: list[tuple[Event, str, float]] = []
         self._acks: list[bytes] = []  # resolved to entry ids, kept while Redis is away
         self._letters: list[bytes | str] = []  # (dedup id, record) pairs, likewise
-        self._ids: dict[str, bytes] = {}  # written and not settled: dedup id -> entry id
-        self._held_known = True  # the last check of _ids against Redis went through
-        self._seen = -1  # the stream's length at the last heartbeat (-1: none there)
+        self._held = Holdings(self.keys.stream, register(scripts.HELD))
         self._generation = self._committed = 0
         self._urgent = asyncio.Event()  # cuts the writer's wait short (commit, close)
         self._progress = asyncio.Event()
@@ -203,12 +166,12 @@ class RedisOutbox:
             self._rejected.extend((e, reason, now) for e in events)
         else:  # failed, handed off: left pending under this consumer, adopted once it is gone
             for e in events:
-                self._ids.pop(e.dedup_id, None)
+                self._held.forget(e.dedup_id)
 
     def hands_off(self, event: Event) -> bool:
         """Whether Redis is known to hold ``event`` (written, and found there by the
         last :meth:`commit`): then another client delivers it once this one is gone."""
-        return self._held_known and event.dedup_id in self._ids
+        return self._held.holds(event.dedup_id)
 
     # -- life cycle ------------------------------------------------------------------
     async def check(self) -> None:
@@ -216,17 +179,8 @@ class RedisOutbox:
         outbox needs (auth, the ACL's scripting and stream commands on our keys, TLS).
         Raises :class:`~aiofuul.redis_errors.RedisRefusedError` when Redis refuses us;
         down or full, the client starts degraded (logged)."""
-        base = self.keys.stream + ":probe"
-        stream, dead, beat = base, base + ":dead", base + ":alive:p"
         try:
-            await self._beat(keys=[beat, stream], args=[1000])
-            ids = (await self._write(keys=[stream, beat], args=[GROUP, "p", 1000, b"{}"]))[1:]
-            # A prefix no heartbeat has: the probe consumer is taken for gone.
-            await self._adopt(keys=[stream], args=[GROUP, "q", base + ":none:", 1])
-            await self._held(keys=[stream], args=ids)
-            await self._settle(keys=[stream, dead], args=[GROUP, len(ids), *ids, "p", "{}"])
-            await self._adopt(keys=[stream], args=[GROUP, "q", base + ":none:", 1])
-            await self._redis.delete(stream, dead, beat)
+            await scripts.probe(self._redis, self.keys.stream + ":probe", GROUP)
         except Exception as exc:
             problem = classify(exc)
             if problem is None:
@@ -267,34 +221,16 @@ class RedisOutbox:
 
     async def _beat_once(self) -> None:
         """Refresh the heartbeat; notice a stream gone since the last one."""
-        seen = int(await self._beat(keys=[self._heartbeat, self.keys.stream], args=[self._ttl]))
-        if seen < 0 and (self._seen > 0 or self._ids):
-            self._vanished()
-        self._seen = seen
+        keys = [self._heartbeat, self.keys.stream]
+        self._held.heartbeat(int(await self._beat(keys=keys, args=[self._ttl])))
         if self.state == "down":  # a connection again (a full Redis stays "busy")
             self._came_back()
-
-    def _vanished(self) -> None:
-        """The stream is gone (Redis restarted without persistence, or the key was
-        deleted): say once what it held, and stop counting on it for our events."""
-        mine = len(self._ids)
-        log.error(
-            "the shared outbox stream %s is gone (Redis restarted without persistence?): "
-            "it held %d event(s) when last seen (of every client, dead ones included), "
-            "%d of them written by this client, which still delivers those from memory "
-            "(no longer durable); the others are lost",
-            self.keys.stream,
-            max(self._seen, mine),
-            mine,
-        )
-        self._ids.clear()
-        self._seen = -1
 
     async def _claim(self, most: int) -> list[Event]:
         """Claim up to ``most`` entries of dead consumers; returns their events."""
         keys, args = [self.keys.stream], [GROUP, self.consumer, self.keys.alive, most]
-        taken = _entries(await self._adopt(keys=keys, args=args))
-        self._ids.update((event.dedup_id, entry_id) for entry_id, event in taken)
+        taken = decode_entries(await self._adopt(keys=keys, args=args))
+        self._held.record((event.dedup_id, entry_id) for entry_id, event in taken)
         if taken:
             log.warning("adopted %d event(s) of client(s) gone from the shared outbox",
                         len(taken))  # fmt: skip
@@ -344,7 +280,7 @@ class RedisOutbox:
         """Settle, then write, what was reported since the last group (after an outage
         the group may be large: ``commit_size`` events per script call); False while
         Redis cannot take it, with everything not written kept for the next try."""
-        inserts, ids, acks, letters = self._inserts[:], self._ids, self._acks, self._letters
+        inserts, acks, letters = self._inserts[:], self._acks, self._letters
         deletes, rejected = self._deletes, self._rejected
         self._inserts.clear()  # the same list: ``added`` is its append
         self._deletes, self._rejected, self._acks, self._letters = [], [], [], []
@@ -356,7 +292,10 @@ class RedisOutbox:
             ]
         # Settled before written: never written at all; else acknowledged and deleted.
         unwritten = {e.dedup_id for e in inserts} if deletes else set()
-        acks += [ids.pop(d) for d in deletes if d not in unwritten and d in ids]
+        for dedup_id in deletes:
+            entry = None if dedup_id in unwritten else self._held.forget(dedup_id)
+            if entry is not None:
+                acks.append(entry)
         gone = unwritten.intersection(deletes)
         left = [e for e in inserts if e.dedup_id not in gone] if gone else inserts
         try:
@@ -374,7 +313,7 @@ class RedisOutbox:
             while left:
                 chunk = left[: self._size]
                 written = await self._add(chunk)
-                ids.update(zip((e.dedup_id for e in chunk), written, strict=True))
+                self._held.record(zip((e.dedup_id for e in chunk), written, strict=True))
                 left = left[self._size :]
         except Exception as exc:
             self._inserts[:0] = left
@@ -390,9 +329,7 @@ class RedisOutbox:
             keys=[self.keys.stream, self._heartbeat],
             args=[GROUP, self.consumer, self._ttl, *(encode_event(e) for e in events)],
         )
-        if written[0] and (self._seen > 0 or self._ids):  # it had to create the stream
-            self._vanished()
-        self._seen = max(self._seen, 0)
+        self._held.wrote(bool(written[0]))
         return list(written[1:])
 
     def _failed(self, exc: Exception) -> None:
@@ -430,32 +367,10 @@ class RedisOutbox:
         while self._committed < target and not self._writer.done():
             self._progress.clear()
             await self._progress.wait()
-        await self._check_held()
-
-    async def _check_held(self) -> None:
-        """Drop from ``_ids`` what the stream no longer holds, saying so once."""
-        self._held_known = False
-        written = list(self._ids.items())
-        missing: set[bytes] = set()
         try:
-            for first in range(0, len(written), _HELD_CHUNK):
-                ids = [entry for _, entry in written[first : first + _HELD_CHUNK]]
-                missing.update(await self._held(keys=[self.keys.stream], args=ids))
+            await self._held.confirm()
         except Exception as exc:
             self._failed(exc)
-            return
-        lost = [dedup for dedup, entry in written if entry in missing]
-        for dedup in lost:
-            self._ids.pop(dedup, None)
-        if lost:
-            log.error(
-                "%d event(s) this client wrote are no longer in the shared outbox (Redis "
-                "restarted without persistence, or they were deleted): they are "
-                "delivered from memory, and reported as undelivered if the client "
-                "closes first",
-                len(lost),
-            )
-        self._held_known = True
 
     async def close(self) -> None:
         """Write what is left; then drop the heartbeat, so that what this client still
