@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import redis
 
+import aiofuul._redis_outbox_held
 from aiofuul import FuulClient, UndeliveredError
 from aiofuul.models import Event
-from aiofuul.redis_outbox import RedisOutbox
+from aiofuul.redis_limiter import key_hash
+from aiofuul.redis_outbox import RedisOutbox, outbox_keys
 from aiofuul.sandbox import Sandbox
 from conftest import EVM, RedisServer, fast_config
 from redis_hostile import admin, hostile_server, until
@@ -76,7 +78,31 @@ async def test_a_restart_noticed_at_close_is_not_reported_as_a_hand_off(
     assert fuul.stats().handed_off == 0 and fuul.stats().failed == 25
     said = caplog.text
     assert "handed off" not in said
-    assert "25 event(s) this client wrote are no longer in the shared outbox" in said
+    assert "is gone" in said and "25 of them written by this client" in said
+
+
+async def test_entries_deleted_from_the_stream_are_not_handed_off(
+    server: RedisServer,
+    sandbox: Sandbox,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aiofuul._redis_outbox_held, "_FULL_EVERY", 0.0)  # each commit: all
+    sandbox.faults.error_rate = 1.0
+    key = "sk_test_restart_4"
+    fuul = FuulClient(key, base_url=sandbox.url, config=fast_config(), outbox=server.url)
+    with caplog.at_level(logging.WARNING, logger="aiofuul"):
+        async with fuul:
+            for i in range(20):
+                fuul.track("trade", EVM, args={"i": i})
+            await fuul.flush(timeout=0)
+            with admin(server) as client:
+                stream = outbox_keys(key_hash(key)).stream
+                entries = client.xrange(stream, count=5)
+                client.xdel(stream, *(entry_id for entry_id, _ in entries))
+            await fuul.aclose(0.2)
+    assert fuul.stats().handed_off == 15 and fuul.stats().failed == 5
+    assert "5 event(s) this client wrote are no longer in the shared outbox" in caplog.text
 
 
 async def test_a_dead_clients_backlog_lost_in_a_restart_is_logged_once(

@@ -58,6 +58,11 @@ class OutboxKeys(NamedTuple):
     dead: str
     alive: str  # + consumer name: its heartbeat
 
+    @property
+    def epoch(self) -> str:
+        """Names the stream's life (see :data:`WRITE`)."""
+        return self.stream + ":epoch"
+
 
 def outbox_keys(hashed: str) -> OutboxKeys:
     """The keys of the outbox of the API key whose :func:`key_hash` is ``hashed``."""
@@ -78,20 +83,26 @@ def decode_entries(entries: Sequence[Any]) -> list[tuple[bytes, Event]]:
     return out
 
 
-# KEYS: stream, the consumer's heartbeat. ARGV: group, consumer, heartbeat ms, then the
-# event bodies to add (pending under the consumer). Returns {created, id, id, ...}:
-# created is 1 when the stream did not exist. One script, so that no entry is ever in
-# the stream without an owner, nor owned by a consumer without a heartbeat, even across
-# a crash or a restart of Redis.
+# KEYS: stream, the consumer's heartbeat, the stream's epoch. ARGV: group, consumer,
+# heartbeat ms, a new epoch, then the event bodies to add (pending under the consumer).
+# Returns {epoch, id, id, ...}. One script, so that no entry is ever in the stream
+# without an owner, nor owned by a consumer without a heartbeat, even across a crash or
+# a restart of Redis. The epoch names this stream's life: a stream made anew (a restart
+# without persistence lost it) gets a new one, which tells every client that what it
+# wrote before is gone.
 WRITE = """
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
-local out = {0}
 if redis.call('EXISTS', stream) == 0 then
   redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
-  out[1] = 1
+  redis.call('SET', KEYS[3], ARGV[4])
 end
-for i = 4, #ARGV do out[#out + 1] = redis.call('XADD', stream, '*', 'e', ARGV[i]) end
+local out = {redis.call('GET', KEYS[3])}
+if not out[1] then
+  redis.call('SET', KEYS[3], ARGV[4])  -- a stream older than epochs
+  out[1] = ARGV[4]
+end
+for i = 5, #ARGV do out[#out + 1] = redis.call('XADD', stream, '*', 'e', ARGV[i]) end
 for first = 2, #out, 500 do
   local claim = {'XCLAIM', stream, group, consumer, 0}
   for i = first, math.min(first + 499, #out) do claim[#claim + 1] = out[i] end
@@ -114,18 +125,18 @@ end
 for i = to + 1, #ARGV, 2 do redis.call('HSET', dead, ARGV[i], ARGV[i + 1]) end
 return 0
 """
-# KEYS: heartbeat, stream. ARGV: heartbeat ms. Returns the stream's length, -1 when it
-# does not exist (gone with a restart of Redis without persistence).
+# KEYS: heartbeat, stream, epoch. ARGV: heartbeat ms. Returns {the stream's length, -1
+# when it does not exist (gone with a restart of Redis without persistence), its epoch}.
 BEAT = """
 if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then
   redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 end
-if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-return redis.call('XLEN', KEYS[2])
+if redis.call('EXISTS', KEYS[2]) == 0 then return {-1, false} end
+return {redis.call('XLEN', KEYS[2]), redis.call('GET', KEYS[3])}
 """
-# KEYS: stream. ARGV: stream ids. Returns those no longer in the stream.
+# KEYS: stream, epoch. ARGV: stream ids. Returns {epoch, ids no longer in the stream...}.
 HELD = """
-local missing = {}
+local missing = {redis.call('GET', KEYS[2])}
 for i = 1, #ARGV do
   if #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i]) == 0 then
     missing[#missing + 1] = ARGV[i]
@@ -164,14 +175,14 @@ return taken
 async def probe(redis: Any, base: str, group: str) -> None:
     """Run every script once on keys under ``base`` (their own, deleted after), so that
     whatever Redis refuses the outbox (auth, ACL, TLS) is raised now."""
-    stream, dead, beat = base, base + ":dead", base + ":alive:p"
+    stream, dead, beat, epoch = base, base + ":dead", base + ":alive:p", base + ":epoch"
     write, settle = redis.register_script(WRITE), redis.register_script(SETTLE)
     adopt, held = redis.register_script(ADOPT), redis.register_script(HELD)
-    await redis.register_script(BEAT)(keys=[beat, stream], args=[1000])
-    ids = (await write(keys=[stream, beat], args=[group, "p", 1000, b"{}"]))[1:]
+    await redis.register_script(BEAT)(keys=[beat, stream, epoch], args=[1000])
+    ids = (await write(keys=[stream, beat, epoch], args=[group, "p", 1000, "e", b"{}"]))[1:]
     # A prefix no heartbeat has: the probe consumer is taken for gone, and adopted.
     await adopt(keys=[stream], args=[group, "q", base + ":none:", 1])
-    await held(keys=[stream], args=ids)
+    await held(keys=[stream, epoch], args=ids)
     await settle(keys=[stream, dead], args=[group, len(ids), *ids, "p", "{}"])
     await adopt(keys=[stream], args=[group, "q", base + ":none:", 1])
-    await redis.delete(stream, dead, beat)
+    await redis.delete(stream, dead, beat, epoch)

@@ -135,7 +135,7 @@ class RedisOutbox:
         self._rejected: list[tuple[Event, str, float]] = []
         self._acks: list[bytes] = []  # resolved to entry ids, kept while Redis is away
         self._letters: list[bytes | str] = []  # (dedup id, record) pairs, likewise
-        self._held = Holdings(self.keys.stream, register(scripts.HELD))
+        self._held = Holdings(self.keys.stream, self.keys.epoch, register(scripts.HELD))
         self._generation = self._committed = 0
         self._urgent = asyncio.Event()  # cuts the writer's wait short (commit, close)
         self._progress = asyncio.Event()
@@ -221,8 +221,9 @@ class RedisOutbox:
 
     async def _beat_once(self) -> None:
         """Refresh the heartbeat; notice a stream gone since the last one."""
-        keys = [self._heartbeat, self.keys.stream]
-        self._held.heartbeat(int(await self._beat(keys=keys, args=[self._ttl])))
+        keys = [self._heartbeat, self.keys.stream, self.keys.epoch]
+        length, epoch = await self._beat(keys=keys, args=[self._ttl])
+        self._held.heartbeat(int(length), epoch)
         if self.state == "down":  # a connection again (a full Redis stays "busy")
             self._came_back()
 
@@ -326,10 +327,11 @@ class RedisOutbox:
     async def _add(self, events: list[Event]) -> list[bytes]:
         """Add ``events`` to the stream, pending under this consumer; their entry ids."""
         written = await self._write(
-            keys=[self.keys.stream, self._heartbeat],
-            args=[GROUP, self.consumer, self._ttl, *(encode_event(e) for e in events)],
-        )
-        self._held.wrote(bool(written[0]))
+            keys=[self.keys.stream, self._heartbeat, self.keys.epoch],
+            args=[GROUP, self.consumer, self._ttl, secrets.token_hex(8),
+                  *(encode_event(e) for e in events)],
+        )  # fmt: skip
+        self._held.wrote(written[0])
         return list(written[1:])
 
     def _failed(self, exc: Exception) -> None:

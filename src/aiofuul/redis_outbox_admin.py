@@ -7,6 +7,7 @@ so every function takes that hash, never the key.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -120,8 +121,8 @@ async def requeue_dead_letters(url: str, hashed: str, ids: Sequence[str] | None 
         async with redis.pipeline(transaction=True) as pipe:
             script = redis.register_script(WRITE_SCRIPT)
             await script(
-                keys=[keys.stream, keys.alive + REQUEUED],
-                args=[GROUP, REQUEUED, 1, *bodies],
+                keys=[keys.stream, keys.alive + REQUEUED, keys.epoch],
+                args=[GROUP, REQUEUED, 1, secrets.token_hex(8), *bodies],
                 client=pipe,
             )
             pipe.hdel(keys.dead, *(letter.dedup_id for letter in letters))
