@@ -22,8 +22,9 @@ __all__ = ["Holdings"]
 log = logging.getLogger("aiofuul")
 
 _CHUNK = 1000  # stream ids one look-up script takes
-# Everything held is looked up at most this often; in between, what was written since
-# the last look-up (a flush() in a loop must not cost a pass over a large backlog).
+# Everything held is looked up at most this often; in between only the epoch (a write's
+# answer proves its entries are there; a restart since changes the epoch), so that a
+# flush() in a loop costs no pass over a large backlog.
 _FULL_EVERY = 1.0
 
 
@@ -39,7 +40,6 @@ class Holdings:
         self._epoch: bytes | None = None  # the life of the stream our entries are in
         self._ids: dict[str, bytes] = {}  # dedup id -> entry id
         self._known = True  # the last confirm() went through
-        self._fresh: list[tuple[str, bytes]] = []  # recorded since the last confirm()
         self._full_at = -_FULL_EVERY  # monotonic time of the last full confirm()
         #: The stream's length at the last heartbeat (-1: there was none).
         self.seen = -1
@@ -53,9 +53,7 @@ class Holdings:
 
     def record(self, pairs: Iterable[tuple[str, bytes]]) -> None:
         """Entries written or adopted: ``(dedup id, entry id)``."""
-        pairs = list(pairs)
         self._ids.update(pairs)
-        self._fresh += pairs
 
     def forget(self, dedup_id: str) -> bytes | None:
         """No longer ours to count (settled); its entry id, if it was written."""
@@ -98,18 +96,17 @@ class Holdings:
     def clear(self) -> None:
         """Hold nothing (the stream is gone, or was deleted on purpose)."""
         self._ids.clear()
-        self._fresh.clear()
         self.seen = -1
 
     async def confirm(self) -> None:
-        """Drop what the stream no longer holds, saying so: everything, or (within
-        ``_FULL_EVERY`` of the last full pass) what was recorded since. Until it
-        completes nothing counts as held; a Redis error is raised (and nothing does)."""
+        """Drop what the stream no longer holds, saying so: every entry is looked up,
+        or (within ``_FULL_EVERY`` of the last full pass) only the stream's epoch.
+        Until it completes nothing counts as held; a Redis error is raised (and nothing
+        does)."""
         self._known = False
         now = time.monotonic()
         full = now - self._full_at >= _FULL_EVERY
-        written = list(self._ids.items()) if full else self._fresh
-        self._fresh = []
+        written = list(self._ids.items()) if full else []
         missing: set[bytes] = set()
         for first in range(0, max(len(written), 1), _CHUNK):  # once at least: the epoch
             ids = [entry for _, entry in written[first : first + _CHUNK]]
