@@ -25,7 +25,7 @@ from aiofuul.redis_errors import (
 from aiofuul.redis_limiter import RedisLimiter
 from aiofuul.sandbox import Sandbox
 from conftest import EVM, RedisServer, fast_config
-from redis_hostile import fill, hostile_server, make_room
+from redis_hostile import acl_server, admin, fill, hostile_server, make_room, url_of
 
 WINDOWS = [("single", RateLimit(1000, 60.0))]
 
@@ -42,7 +42,7 @@ WINDOWS = [("single", RateLimit(1000, 60.0))]
         (rx.ReadOnlyError("You can't write against a read only replica."), RedisBusyError),
         (rx.ResponseError("BUSY Redis is busy running a script."), RedisBusyError),
         (rx.ResponseError("MISCONF Redis is configured to save RDB snapshots"), RedisBusyError),
-        (rx.MaxClientsReachedError("max number of clients reached"), RedisBusyError),
+        (rx.ConnectionError("max number of clients reached"), RedisBusyError),
         (rx.NoPermissionError("this user has no permissions to run the 'evalsha' command"), RedisRefusedError),
         (rx.AuthenticationError("invalid username-password pair"), RedisRefusedError),
         (rx.NoScriptError("No matching script."), RedisRefusedError),
@@ -168,3 +168,29 @@ async def test_a_client_on_a_full_redis_delivers_at_the_shared_limits(
             assert not fuul.stats().shared_limiter_down
     assert all(sandbox.stored_count(i) == 1 for i in ids)
     assert not [r for r in caplog.records if "shared limiter" in r.getMessage()]
+
+
+async def test_a_client_used_without_start_on_an_acl_without_scripting_never_spins(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hostile run's reproducer: no start(), track() first, a user without
+    @scripting. It was 76,056 tracebacks in 12 s and 10/10 events lost; now the local
+    limits stand in, Redis is asked once per retry_interval, one error line says why."""
+    server = acl_server(tmp_path)
+    try:
+        url = url_of(server, "noscript", "pw")
+        fuul = FuulClient("sk_test_noscript_lazy", base_url=sandbox.url, config=fast_config(),
+                          limiter=url)  # fmt: skip
+        with caplog.at_level(logging.WARNING, logger="aiofuul"):
+            ids = [fuul.track("trade", EVM, args={"i": i}) for i in range(10)]
+            assert await fuul.flush(timeout=20)
+            assert fuul.stats().shared_limiter_down
+            await fuul.aclose()
+        with admin(server) as client:
+            calls = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+        assert calls <= 3, calls  # once, then not before retry_interval (5 s)
+    finally:
+        server.stop()
+    assert all(sandbox.stored_count(i) == 1 for i in ids)
+    said = [r.getMessage() for r in caplog.records if "shared limiter" in r.getMessage()]
+    assert len(said) == 1 and "evalsha" in said[0], said

@@ -399,7 +399,10 @@ class RedisOutbox:
 async def check_shared(limiter: RedisLimiter | None, journal: object) -> None:
     """``start()``'s check of a Redis limiter and a Redis outbox (when there are):
     raises :class:`~aiofuul.redis_errors.RedisRefusedError` naming what Redis refuses."""
-    if limiter is not None:
-        await limiter.check()
+    checks = [limiter.check()] if limiter is not None else []
     if isinstance(journal, RedisOutbox):
-        await journal.check()
+        checks.append(journal.check())
+    # Side by side: a Redis that does not answer costs its timeout once, not twice.
+    for outcome in await asyncio.gather(*checks, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
