@@ -20,7 +20,7 @@ from aiofuul.redis_errors import RedisRefusedError
 from aiofuul.sandbox import Sandbox
 from aiofuul.sync import SyncFuulClient
 from conftest import EVM, RedisServer, fast_config
-from redis_hostile import PASSWORD, acl_server, hostile_server, until, url_of
+from redis_hostile import PASSWORD, acl_server, admin, hostile_server, until, url_of
 
 KEY = "sk_test_misconfig_01"
 
@@ -136,6 +136,8 @@ async def test_a_user_allowed_only_our_keys_works(acl_redis: RedisServer, sandbo
         assert await fuul.flush(timeout=10)
         assert not fuul.stats().outbox_down and not fuul.stats().shared_limiter_down
     assert all(sandbox.stored_count(i) == 1 for i in ids)
+    with admin(acl_redis) as client:  # the start checks leave nothing for good
+        assert all(client.pttl(key) > 0 for key in client.scan_iter(match="*probe*"))
 
 
 def test_the_sync_client_raises_on_first_use(acl_redis: RedisServer, sandbox: Sandbox) -> None:
@@ -176,15 +178,11 @@ async def test_leaving_async_with_never_raises_when_redis_refuses_us_later(
 
 
 def _revoke(server: RedisServer) -> None:
-    from redis_hostile import admin
-
     with admin(server) as client:
         client.execute_command("ACL", "SETUSER", "revocable", "-@scripting", "-@stream")
 
 
 def _restore(server: RedisServer) -> None:
-    from redis_hostile import admin
-
     with admin(server) as client:
         client.execute_command("ACL", "SETUSER", "revocable", "+@all")
 

@@ -17,6 +17,7 @@ once it has written anything (it cannot stop a script halfway). So:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any, NamedTuple, TypeGuard
@@ -24,6 +25,7 @@ from typing import Any, NamedTuple, TypeGuard
 import msgspec
 
 from .models import Event, decode_event
+from .redis_errors import classify
 from .redis_limiter import key_prefix
 
 __all__ = [
@@ -178,11 +180,20 @@ async def probe(redis: Any, base: str, group: str) -> None:
     stream, dead, beat, epoch = base, base + ":dead", base + ":alive:p", base + ":epoch"
     write, settle = redis.register_script(WRITE), redis.register_script(SETTLE)
     adopt, held = redis.register_script(ADOPT), redis.register_script(HELD)
-    await redis.register_script(BEAT)(keys=[beat, stream, epoch], args=[1000])
-    ids = (await write(keys=[stream, beat, epoch], args=[group, "p", 1000, "e", b"{}"]))[1:]
-    # A prefix no heartbeat has: the probe consumer is taken for gone, and adopted.
-    await adopt(keys=[stream], args=[group, "q", base + ":none:", 1])
-    await held(keys=[stream, epoch], args=ids)
-    await settle(keys=[stream, dead], args=[group, len(ids), *ids, "p", "{}"])
-    await adopt(keys=[stream], args=[group, "q", base + ":none:", 1])
+    try:
+        await redis.register_script(BEAT)(keys=[beat, stream, epoch], args=[1000])
+        ids = (await write(keys=[stream, beat, epoch], args=[group, "p", 1000, "e", b"{}"]))[1:]
+        for key in (stream, epoch):  # gone by themselves should this stop halfway
+            await redis.pexpire(key, 60_000)
+        # A prefix no heartbeat has: the probe consumer is taken for gone, and adopted.
+        await adopt(keys=[stream], args=[group, "q", base + ":none:", 1])
+        await held(keys=[stream, epoch], args=ids)
+        await settle(keys=[stream, dead], args=[group, len(ids), *ids, "p", "{}"])
+        await adopt(keys=[stream], args=[group, "q", base + ":none:", 1])
+    except Exception as exc:
+        problem = classify(exc)
+        if problem is None or problem.kind != "down":  # else the cleanup would wait too
+            with contextlib.suppress(Exception):  # what failed is raised, not this
+                await redis.delete(stream, dead, beat, epoch)
+        raise
     await redis.delete(stream, dead, beat, epoch)

@@ -180,7 +180,8 @@ class RedisOutbox:
         Raises :class:`~aiofuul.redis_errors.RedisRefusedError` when Redis refuses us;
         down or full, the client starts degraded (logged)."""
         try:
-            await scripts.probe(self._redis, self.keys.stream + ":probe", GROUP)
+            probe = f"{self.keys.stream}:probe:{secrets.token_hex(4)}"  # this client's own
+            await scripts.probe(self._redis, probe, GROUP)
         except Exception as exc:
             problem = classify(exc)
             if problem is None:
