@@ -14,7 +14,9 @@ local limiter at ``fallback_fraction`` of each limit (a quarter by default: safe
 four workers), says so in ``stats().shared_limiter_down`` and in one log line per change
 of state (a warning; an error when Redis refuses us), and tries Redis again every
 ``retry_interval`` seconds. It is back only once a slot was really taken: an answer
-that took nothing (a "wait") proves no write works, so a full Redis never flaps.
+that took nothing (a "wait") proves no write works, so a Redis that answers but
+refuses writes never flaps. A full Redis (``maxmemory``) still serves it: both
+scripts start with a removal, which Redis takes when full (see ``_RELEASE``).
 :meth:`RedisLimiter.check` (run by ``start()``) raises
 :class:`~aiofuul.redis_errors.RedisRefusedError` instead when Redis refuses us at
 start. Any other error Redis answers is a bug and is raised.
