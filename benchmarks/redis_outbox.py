@@ -125,7 +125,7 @@ async def _measure(report: c.Report, url: str, number: int, repeats: int) -> c.R
     written: list[float] = []
     for _ in range(repeats):
         await raw.delete(stream)
-        journal._ids.clear()
+        journal._held.clear()
         gc.collect()
         with c.Stopwatch() as sw:
             for _ in range(number):
@@ -137,7 +137,7 @@ async def _measure(report: c.Report, url: str, number: int, repeats: int) -> c.R
 
     memory = await _memory(raw, journal, number, user)
     drain()
-    journal._ids.clear()
+    journal._held.clear()
     await raw.delete(stream)
     await raw.aclose()
     await plain.aclose(0)
@@ -173,7 +173,7 @@ async def _memory(raw: Any, journal: RedisOutbox, number: int, user: User) -> di
     """Bytes per event left pending in the stream (one consumer's, as a worker's backlog)."""
     stream = journal.keys.stream
     await raw.delete(stream)
-    journal._ids.clear()
+    journal._held.clear()
     event = Event(c.EVENT_NAME, user, dedup_id="x" * 32, args=c.ARGS)
     journal.added(event)  # the stream, its group and consumer exist in the baseline
     await journal.commit()

@@ -48,7 +48,7 @@ from .models import User
 from .outbox import Outbox
 from .reads import ReadEndpoints
 from .redis_limiter import RedisLimiter
-from .redis_outbox import RedisOutbox, is_redis_url
+from .redis_outbox import RedisOutbox, check_shared, is_redis_url
 from .sender import Sender
 from .transport import AiohttpTransport, Transport, resolve_base_url
 from .writes import DirectSends
@@ -192,7 +192,16 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
 
     async def start(self) -> None:
         """Bind the client to the running loop and start its sender (``async with`` does
-        this); with ``check_event_names``, also fetch the project's trigger names."""
+        this); with ``check_event_names``, also fetch the project's trigger names. With
+        a Redis limiter or outbox, first check that Redis serves them: when it refuses
+        (password, ACL, TLS) the client is closed and
+        :class:`~aiofuul.redis_errors.RedisRefusedError` raised."""
+        if self._loop is None and not self._closed:
+            try:
+                await check_shared(self._remote, self._outbox)
+            except Exception:
+                await self.aclose(0)
+                raise
         self._bind()
         if self._names_loaded is not None:
             await asyncio.shield(self._names_loaded)

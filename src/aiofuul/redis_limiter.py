@@ -8,12 +8,18 @@ requests of the last period, timed by Redis's own clock so the workers' clocks d
 matter. Like the local limiter, a request counts from when its response arrived: it is
 held at "now + timeout" while in flight and moved to the release time after.
 
-When Redis is unreachable the client keeps going on its local limiter at
-``fallback_fraction`` of each limit (a quarter by default: safe for four workers),
-says so once in the log and in ``stats().shared_limiter_down``, and tries Redis again
-every ``retry_interval`` seconds. "Unreachable" means a connection or timeout error, or
-a server that cannot take writes for now (loading its data, a read-only replica after a
-failover, out of memory); any other error Redis answers is a bug and is raised.
+When Redis cannot serve it (see :mod:`aiofuul.redis_errors`: down, busy such as out of
+memory, or refused such as an ACL without scripting) the client keeps going on its
+local limiter at ``fallback_fraction`` of each limit (a quarter by default: safe for
+four workers), says so in ``stats().shared_limiter_down`` and in one log line per change
+of state (a warning; an error when Redis refuses us), and tries Redis again every
+``retry_interval`` seconds. It is back only once a slot was really taken: an answer
+that took nothing (a "wait") proves no write works, so a Redis that answers but
+refuses writes never flaps. A full Redis (``maxmemory``) still serves it: both
+scripts start with a removal, which Redis takes when full (see ``_RELEASE``).
+:meth:`RedisLimiter.check` (run by ``start()``) raises
+:class:`~aiofuul.redis_errors.RedisRefusedError` instead when Redis refuses us at
+start. Any other error Redis answers is a bug and is raised.
 
 Needs ``redis`` (``pip install 'aiofuul[redis]'``).
 """
@@ -27,7 +33,9 @@ import secrets
 import time
 from typing import Any
 
+from ._redis_url import RedisUrl, parse_redis_url
 from .limits import RateLimit, SlidingWindowLimiter
+from .redis_errors import SharedRedisError, classify, refused_at_start
 
 __all__ = ["RedisLimiter", "connect", "key_hash", "key_prefix"]
 
@@ -57,10 +65,20 @@ end
 return 0
 """
 # KEYS as above, ARGV: member. The request is answered: it counts from now.
+# ZREM first, in both scripts a write that comes first is one Redis takes when out of
+# memory (ZREMRANGEBYSCORE, ZREM: not "denyoom"), and once a script has written Redis
+# lets it finish: so a full Redis (maxmemory, noeviction) still serves the limiter,
+# whose sorted sets stay the same size (a slot in, an old one out).
 _RELEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for _, key in ipairs(KEYS) do redis.call('ZADD', key, 'XX', now, ARGV[1]) end
+for _, key in ipairs(KEYS) do
+  local ttl = redis.call('PTTL', key)  -- the ZREM of a last member deletes the key
+  if redis.call('ZREM', key, ARGV[1]) == 1 then
+    redis.call('ZADD', key, now, ARGV[1])
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  end
+end
 return 0
 """
 # Never sleep longer than this between tries: a slot held in flight frees early.
@@ -81,18 +99,19 @@ def key_prefix(hashed: str) -> str:
 
 
 def connect(
-    url: str,
+    url: RedisUrl,
     feature: str,
     *,
     connections: int,
     socket_timeout: float,
     retry_once: bool = False,
-) -> tuple[Any, tuple[type[BaseException], ...]]:
-    """A Redis client on a small pool of its own for ``url``, and the errors that mean
-    Redis is unreachable or cannot serve us for now. ``feature`` names what needs
+) -> Any:
+    """A Redis client on a small pool of its own for ``url`` (checked by
+    :func:`~aiofuul._redis_url.parse_redis_url`). ``feature`` names what needs
     ``redis`` in the error raised when it is not installed. ``retry_once``: a command
     whose connection broke is sent once more on a new one (after a restart of Redis,
-    each pooled connection breaks once), so only for commands that may run twice."""
+    each pooled connection breaks once), so only for commands that may run twice.
+    What its errors mean: :func:`~aiofuul.redis_errors.classify`."""
     try:
         import redis.asyncio as aioredis
         from redis import exceptions as rx
@@ -107,29 +126,23 @@ def connect(
     # Redis (and meet its maxclients sooner). A call that waits _POOL_WAIT for one
     # counts as Redis being unreachable.
     pool = aioredis.BlockingConnectionPool.from_url(
-        url,
+        url.url,
         max_connections=connections,
         timeout=_POOL_WAIT,
         socket_timeout=socket_timeout,
         socket_connect_timeout=1.0,
+        **url.kwargs,
         **retry,
     )
-    # BusyLoadingError (still loading its data) is a ConnectionError. Anything else (a
-    # ResponseError for a bad script or argument, a TypeError) is a bug, and treating
-    # it as an outage would hide it.
-    unavailable: tuple[type[BaseException], ...] = (
-        rx.ConnectionError,
-        rx.TimeoutError,
-        rx.ReadOnlyError,
-        rx.OutOfMemoryError,
-        OSError,
-        asyncio.TimeoutError,
-    )
-    return aioredis.Redis.from_pool(pool), unavailable
+    return aioredis.Redis.from_pool(pool)
 
 
 class RedisLimiter:
-    """Slots in Redis for each endpoint of one API key, shared by every process."""
+    """Slots in Redis for each endpoint of one API key, shared by every process.
+
+    ``url`` is checked at once (an unknown option raises
+    :class:`~aiofuul.errors.ConfigurationError`); Redis itself is first asked by
+    :meth:`check` or the first :meth:`acquire`."""
 
     def __init__(
         self,
@@ -140,8 +153,9 @@ class RedisLimiter:
         fallback_fraction: float = 0.25,
         retry_interval: float = 5.0,
     ):
-        self._redis, self._unavailable = connect(
-            url,
+        self.url = parse_redis_url(url, "limiter")
+        self._redis = connect(
+            self.url,
             "FuulClient(limiter='redis://...')",
             connections=_CONNECTIONS,
             socket_timeout=1.0,
@@ -160,11 +174,17 @@ class RedisLimiter:
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._release = self._redis.register_script(_RELEASE)
         self._down_until = 0.0
-        self.down = False
+        #: ``"ok"``, or why Redis cannot serve us now: ``"down"``, ``"busy"``, ``"refused"``.
+        self.state = "ok"
         self._local: list[SlidingWindowLimiter] = []
 
     def __repr__(self) -> str:
-        return f"<RedisLimiter down={self.down}>"
+        return f"<RedisLimiter {self.url.shown} state={self.state}>"
+
+    @property
+    def down(self) -> bool:
+        """True while the local limiters, lowered, stand in for Redis."""
+        return self.state != "ok"
 
     def watch(self, limiter: SlidingWindowLimiter) -> None:
         """A local limiter to bring down to the fallback fraction while Redis is away."""
@@ -177,23 +197,49 @@ class RedisLimiter:
             args += [limit.requests, int(limit.period * 1000)]
         return keys, args
 
+    async def check(self) -> None:
+        """At start: take (and let expire) a slot on a probe key of ours, which needs
+        everything :meth:`acquire` needs (auth, the ACL's scripting and sorted-set
+        commands on our keys, TLS). Raises :class:`~aiofuul.redis_errors.RedisRefusedError`
+        when Redis refuses us; down or busy, the client starts degraded (logged)."""
+        probe = [("probe", RateLimit(1_000_000, 0.001))]
+        keys, args = self._keys(probe)
+        try:
+            await self._acquire(keys=keys, args=[secrets.token_hex(8), 0, *args])
+        except Exception as exc:
+            problem = classify(exc)
+            if problem is None:
+                raise
+            refused_at_start(problem, "limiter", self.url.shown, _NEEDS)
+            self._degraded(problem)
+            return
+        self._came_back()
+
     async def acquire(self, windows: list[tuple[str, RateLimit]]) -> str | None:
-        """Wait for a slot in every window; returns its token, or None while Redis is
-        down (the local limiters, lowered, are then the only guard). Any other error
-        from Redis (a bug) is raised."""
+        """Wait for a slot in every window; returns its token, or None while Redis
+        cannot serve us (the local limiters, lowered, are then the only guard). Any
+        other error from Redis (a bug) is raised."""
         keys, args = self._keys(windows)
         member = secrets.token_hex(8)
         while True:
-            if self.down and time.monotonic() < self._down_until:
+            if self.state != "ok" and time.monotonic() < self._down_until:
                 return None
             try:
                 wait_ms = int(await self._acquire(keys=keys, args=[member, self._hold_ms, *args]))
-            except self._unavailable as exc:
-                self._went_down(exc)
+            except Exception as exc:
+                problem = classify(exc)
+                if problem is None:
+                    raise
+                self._degraded(problem)
                 return None
-            self._came_back()
             if wait_ms == 0:
+                self._came_back()  # a slot was written: Redis serves us again
                 return member
+            if self.state != "ok":
+                # A "wait" wrote nothing: a full Redis answers it too. Until a slot is
+                # really taken, the local limiters stay in charge.
+                self._down_until = time.monotonic() + self._retry_interval
+                return None
             await asyncio.sleep(min(wait_ms / 1000, _MAX_POLL))
 
     async def release(self, windows: list[tuple[str, RateLimit]], token: str | None) -> None:
@@ -203,31 +249,50 @@ class RedisLimiter:
         keys, _ = self._keys(windows)
         try:
             await self._release(keys=keys, args=[token])
-        except self._unavailable as exc:
+        except Exception as exc:
             # The slot stays held until its hold runs out: slower, never unsafe.
-            self._went_down(exc)
+            problem = classify(exc)
+            if problem is None:
+                raise
+            self._degraded(problem)
 
-    def _went_down(self, exc: BaseException) -> None:
+    def _degraded(self, problem: SharedRedisError) -> None:
         self._down_until = time.monotonic() + self._retry_interval
-        if not self.down:
-            self.down = True
-            log.warning(
-                "shared limiter unreachable (%s: %s); continuing on the local limiter at "
-                "%.0f%% of each limit until it is back",
-                type(exc).__name__,
-                exc,
-                self._fraction * 100,
-            )
+        if problem.kind == self.state:
+            return
+        if self.state == "ok":
             for limiter in self._local:
                 limiter.set_ceiling(self._fraction)
+        self.state = problem.kind
+        level = logging.ERROR if problem.kind == "refused" else logging.WARNING
+        log.log(
+            level,
+            "shared limiter unreachable (%s: %s); continuing on the local limiter at "
+            "%.0f%% of each limit until it is back, retrying every %gs",
+            _STATES[problem.kind],
+            problem,
+            self._fraction * 100,
+            self._retry_interval,
+        )
 
     def _came_back(self) -> None:
-        if self.down:
-            self.down = False
-            log.warning("shared limiter reachable again")
+        if self.state != "ok":
+            self.state = "ok"
+            log.warning("shared limiter reachable again: back to the full limits")
             for limiter in self._local:
                 limiter.set_ceiling(1.0)
 
     async def close(self) -> None:
         """Close the connections to Redis."""
         await self._redis.aclose()
+
+
+_NEEDS = (
+    "EVALSHA, SCRIPT LOAD and, on the keys aiofuul:*, TIME, ZADD, ZCARD, ZRANGE, "
+    "ZREMRANGEBYSCORE, PEXPIRE"
+)
+_STATES = {
+    "down": "no connection",
+    "busy": "Redis cannot take writes for now",
+    "refused": "Redis refuses us: fix its password, ACL or TLS",
+}

@@ -18,9 +18,20 @@ script calls of ``commit_size`` (1,000) events; ``flush()`` waits for the write.
   ``XAUTOCLAIM`` is not used: it takes entries by idle time, and a live worker's
   entries sit idle for minutes behind a standing backlog. One script instead claims
   the entries of dead consumers only, so two adopters never take the same entry.
-- Redis unreachable: events wait in memory (``max_queue`` bounds them), one log line
-  and ``stats().outbox_down``; they are written when it is back. Adoption then waits
+- Redis unreachable, or full (``maxmemory`` reached): events wait in memory
+  (``max_queue`` bounds them), one log line per change of state and
+  ``stats().outbox_down``; they are written when it is back. A full Redis still takes
+  the acknowledgements (they come first, and free room), the heartbeat and adoption
+  (see :mod:`aiofuul._redis_outbox_scripts`). After an outage, adoption waits
   ``adopt_after`` more, so that every live worker has refreshed its heartbeat.
+- Misconfigured (a wrong password, an ACL without scripting or the stream commands,
+  TLS): :meth:`RedisOutbox.check`, run by ``start()``, raises
+  :class:`~aiofuul.redis_errors.RedisRefusedError`; found later, it is logged once as
+  an error and treated as an outage. An unknown URL option is refused at once.
+- Handed off at close are only events Redis is known to hold (each checked by
+  :meth:`RedisOutbox.commit`); a stream gone with a restart of Redis without
+  persistence is noticed (on the next heartbeat or write) and logged once with what it
+  held when last seen, a dead client's backlog included.
 - Worst case: a worker that stays away from Redis (or whose loop is stuck) for
   ``adopt_after`` is taken for dead, and its events are sent by another worker too;
   the server skips the second copy by its dedup id.
@@ -39,131 +50,45 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeGuard
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
+from . import _redis_outbox_scripts as scripts
+from ._redis_outbox_held import Holdings
+from ._redis_outbox_scripts import GROUP, OutboxKeys, decode_entries, is_redis_url, outbox_keys
+from ._redis_url import RedisUrl, parse_redis_url
 from .errors import UndeliveredError
 from .ledger import Feed
-from .models import Event, decode_event, encode_event
+from .models import Event, encode_event
 from .outbox import DeadLetter
-from .redis_limiter import connect, key_hash, key_prefix
+from .redis_errors import SharedRedisError, classify, refused_at_start
+from .redis_limiter import RedisLimiter, connect, key_hash
 
-__all__ = ["GROUP", "OutboxKeys", "RedisOutbox", "is_redis_url", "outbox_keys"]
+__all__ = ["GROUP", "OutboxKeys", "RedisOutbox", "check_shared", "is_redis_url", "outbox_keys"]
 
 log = logging.getLogger("aiofuul")
 
-#: The consumer group of every outbox stream: each client is one of its consumers.
-GROUP = "aiofuul"
-_ADOPT_AFTER = 30.0
+WRITE_SCRIPT = scripts.WRITE
 _ADOPT_MOST = 1000  # entries one adoption script claims: it holds Redis meanwhile
 _RETRY = 1.0  # seconds between writes while Redis is unreachable (at most)
 _encode_letter = msgspec.json.Encoder().encode
-
-# KEYS: stream, dead letters, the consumer's heartbeat. ARGV: group, consumer,
-# heartbeat ms, #adds, #acks, then the event bodies to add (pending under the
-# consumer), the stream ids to acknowledge and delete, then (dedup id, record) pairs
-# of dead letters. Returns the new entries' ids, in order. One script, so that no entry
-# is ever in the stream without an owner, nor owned by a consumer without a heartbeat,
-# even across a crash or a restart of Redis.
-WRITE_SCRIPT = """
-local stream, dead, group, consumer = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-local adds, acks = tonumber(ARGV[4]), tonumber(ARGV[5])
-redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
-if redis.call('EXISTS', stream) == 0 then
-  redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
-end
-local ids = {}
-for i = 6, 5 + adds do ids[#ids + 1] = redis.call('XADD', stream, '*', 'e', ARGV[i]) end
-for first = 1, #ids, 500 do
-  local claim = {'XCLAIM', stream, group, consumer, 0}
-  for i = first, math.min(first + 499, #ids) do claim[#claim + 1] = ids[i] end
-  claim[#claim + 1] = 'FORCE'
-  claim[#claim + 1] = 'JUSTID'
-  redis.call(unpack(claim))
-end
-local from, to = 6 + adds, 5 + adds + acks
-for first = from, to, 500 do
-  local last = math.min(first + 499, to)
-  redis.call('XACK', stream, group, unpack(ARGV, first, last))
-  redis.call('XDEL', stream, unpack(ARGV, first, last))
-end
-for i = to + 1, #ARGV, 2 do redis.call('HSET', dead, ARGV[i], ARGV[i + 1]) end
-return ids
-"""
-# KEYS: stream. ARGV: group, adopter, heartbeat key prefix, most entries to claim.
-# Claims the entries of every other consumer whose heartbeat is gone, oldest first,
-# and forgets such consumers once they hold nothing. Returns the claimed entries.
-_ADOPT = """
-local stream, group, me, alive = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local want = tonumber(ARGV[4])
-if redis.call('EXISTS', stream) == 0 then return {} end
-local taken = {}
-for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
-  local c = {}
-  for i = 1, #info, 2 do c[info[i]] = info[i + 1] end
-  if c.name ~= me and redis.call('EXISTS', alive .. c.name) == 0 then
-    if c.pending == 0 then
-      redis.call('XGROUP', 'DELCONSUMER', stream, group, c.name)
-    elseif want > 0 then
-      local claim = {'XCLAIM', stream, group, me, 0}
-      for _, p in ipairs(redis.call('XPENDING', stream, group, '-', '+', want, c.name)) do
-        claim[#claim + 1] = p[1]
-      end
-      for _, entry in ipairs(redis.call(unpack(claim))) do taken[#taken + 1] = entry end
-      want = want - (#claim - 5)
-    end
-  end
-end
-return taken
-"""
-
-
-def is_redis_url(value: object) -> TypeGuard[str]:
-    """Whether an ``outbox=`` value names a Redis server rather than a SQLite file."""
-    return isinstance(value, str) and value.startswith(("redis://", "rediss://"))
-
-
-class OutboxKeys(NamedTuple):
-    """The Redis keys of one API key's outbox."""
-
-    stream: str
-    dead: str
-    alive: str  # + consumer name: its heartbeat
-
-
-def outbox_keys(hashed: str) -> OutboxKeys:
-    """The keys of the outbox of the API key whose :func:`key_hash` is ``hashed``."""
-    base = key_prefix(hashed) + "outbox"
-    return OutboxKeys(base, base + ":dead", base + ":alive:")
-
-
-def split_options(url: str) -> tuple[str, float]:
-    """The URL for redis-py, without our option, and ``adopt_after``."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    adopt_after = _ADOPT_AFTER
-    for name, value in query:
-        if name == "adopt_after":
-            adopt_after = float(value)
-            if not adopt_after > 0:
-                raise ValueError(f"adopt_after must be > 0 seconds, not {value!r}")
-    rest = urlencode([(n, v) for n, v in query if n != "adopt_after"])
-    return urlunsplit(parts._replace(query=rest)), adopt_after
-
-
-def _entries(entries: Sequence[Any]) -> list[tuple[bytes, Event]]:
-    """Stream entries (``[id, ["e", body]]``) decoded; an unreadable one is logged."""
-    out: list[tuple[bytes, Event]] = []
-    for entry_id, fields in entries:
-        if not fields:  # deleted meanwhile (Redis < 7 answers nil for those)
-            continue
-        try:
-            out.append((entry_id, decode_event(fields[1])))
-        except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
-            log.error("unreadable entry %r in the outbox stream: left there", entry_id)
-    return out
+_NEEDS = (
+    "EVALSHA, SCRIPT LOAD and, on the keys aiofuul:*, SET, DEL, PEXPIRE, EXISTS, HSET "
+    "and the stream commands (XADD, XACK, XDEL, XCLAIM, XPENDING, XRANGE, XLEN, XINFO, "
+    "XGROUP)"
+)
+_SAID = {
+    "down": "unreachable (%s): accepted events wait in memory until it is back",
+    "busy": (
+        "full or busy (%s): accepted events wait in memory (max_queue bounds them); "
+        "delivered entries are removed first to make room, and the rest is written "
+        "when Redis takes writes again"
+    ),
+    "refused": (
+        "refused by Redis (%s): fix its password, ACL or TLS; accepted events wait in "
+        "memory meanwhile"
+    ),
+}
 
 
 class RedisOutbox:
@@ -178,15 +103,16 @@ class RedisOutbox:
         commit_interval: float = 0.05,
         commit_size: int = 1000,
     ):
-        url, self._adopt_after = split_options(url)
+        self.url: RedisUrl = parse_redis_url(url, "outbox")
+        self._adopt_after = self.url.adopt_after
         self._period = self._adopt_after / 3
         self._ttl = max(1, int(self._adopt_after * 1000))  # the heartbeat's, in ms
         self._retry = min(_RETRY, self._period)
         # The writer and the keeper, each with one call at a time. A write sent twice
         # (its answer lost) leaves a second copy of its entries under this consumer: at
         # worst sent twice, skipped by the dedup id.
-        self._redis, self._unavailable = connect(
-            url,
+        self._redis = connect(
+            self.url,
             "FuulClient(outbox='redis://...')",
             connections=2,
             socket_timeout=5.0,
@@ -195,8 +121,9 @@ class RedisOutbox:
         self.keys = outbox_keys(key_hash(api_key))
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._heartbeat = self.keys.alive + self.consumer
-        self._write = self._redis.register_script(WRITE_SCRIPT)
-        self._adopt = self._redis.register_script(_ADOPT)
+        register = self._redis.register_script
+        self._write, self._settle = register(scripts.WRITE), register(scripts.SETTLE)
+        self._beat, self._adopt = register(scripts.BEAT), register(scripts.ADOPT)
         self._interval = commit_interval
         self._size = commit_size
         self._inserts: list[Event] = []  # accepted, not written yet
@@ -208,7 +135,7 @@ class RedisOutbox:
         self._rejected: list[tuple[Event, str, float]] = []
         self._acks: list[bytes] = []  # resolved to entry ids, kept while Redis is away
         self._letters: list[bytes | str] = []  # (dedup id, record) pairs, likewise
-        self._ids: dict[str, bytes] = {}  # written and not settled: dedup id -> entry id
+        self._held = Holdings(self.keys.stream, self.keys.epoch, register(scripts.HELD))
         self._generation = self._committed = 0
         self._urgent = asyncio.Event()  # cuts the writer's wait short (commit, close)
         self._progress = asyncio.Event()
@@ -217,10 +144,12 @@ class RedisOutbox:
         self._keeper: asyncio.Task[None] | None = None
         self._adopt_from = 0.0  # monotonic time before which nothing is adopted
         self._closed = False
+        #: ``"ok"``, or why Redis cannot take our writes: ``"down"``, ``"busy"``, ``"refused"``.
+        self.state = "ok"
         self.down = False
 
     def __repr__(self) -> str:
-        return f"<RedisOutbox consumer={self.consumer!r} down={self.down}>"
+        return f"<RedisOutbox {self.url.shown} consumer={self.consumer!r} state={self.state}>"
 
     # -- called by the sender on the loop (cheap: list appends) ----------------------
     def settled(
@@ -237,14 +166,29 @@ class RedisOutbox:
             self._rejected.extend((e, reason, now) for e in events)
         else:  # failed, handed off: left pending under this consumer, adopted once it is gone
             for e in events:
-                self._ids.pop(e.dedup_id, None)
+                self._held.forget(e.dedup_id)
 
     def hands_off(self, event: Event) -> bool:
-        """Whether ``event`` is written: then another client delivers it once this one
-        is gone."""
-        return event.dedup_id in self._ids
+        """Whether Redis is known to hold ``event`` (written, and found there by the
+        last :meth:`commit`): then another client delivers it once this one is gone."""
+        return self._held.holds(event.dedup_id)
 
     # -- life cycle ------------------------------------------------------------------
+    async def check(self) -> None:
+        """At start: run every script on probe keys of ours, which needs everything the
+        outbox needs (auth, the ACL's scripting and stream commands on our keys, TLS).
+        Raises :class:`~aiofuul.redis_errors.RedisRefusedError` when Redis refuses us;
+        down or full, the client starts degraded (logged)."""
+        try:
+            probe = f"{self.keys.stream}:probe:{secrets.token_hex(4)}"  # this client's own
+            await scripts.probe(self._redis, probe, GROUP)
+        except Exception as exc:
+            problem = classify(exc)
+            if problem is None:
+                raise
+            refused_at_start(problem, "outbox", self.url.shown, _NEEDS)
+            self._degraded(problem)
+
     async def recover(self) -> list[Event]:
         """Announce this consumer, adopt what dead ones left (up to a round's worth),
         start the writer and the heartbeat. Redis unreachable is no error: events then
@@ -252,10 +196,10 @@ class RedisOutbox:
         loop = asyncio.get_running_loop()
         events: list[Event] = []
         try:
-            await self._redis.set(self._heartbeat, b"1", px=self._ttl)
+            await self._beat_once()
             events = await self._claim(_ADOPT_MOST)
-        except self._unavailable as exc:
-            self._went_down(exc)
+        except Exception as exc:
+            self._failed(exc)
         finally:
             self._writer = loop.create_task(self._write_loop(), name="aiofuul-redis-outbox")
             self._writer.add_done_callback(self._task_done)
@@ -276,11 +220,19 @@ class RedisOutbox:
             log.error("the Redis outbox failed; events are no longer durable",
                       exc_info=task.exception())  # fmt: skip
 
+    async def _beat_once(self) -> None:
+        """Refresh the heartbeat; notice a stream gone since the last one."""
+        keys = [self._heartbeat, self.keys.stream, self.keys.epoch]
+        length, epoch = await self._beat(keys=keys, args=[self._ttl])
+        self._held.heartbeat(int(length), epoch)
+        if self.state == "down":  # a connection again (a full Redis stays "busy")
+            self._came_back()
+
     async def _claim(self, most: int) -> list[Event]:
         """Claim up to ``most`` entries of dead consumers; returns their events."""
         keys, args = [self.keys.stream], [GROUP, self.consumer, self.keys.alive, most]
-        taken = _entries(await self._adopt(keys=keys, args=args))
-        self._ids.update((event.dedup_id, entry_id) for entry_id, event in taken)
+        taken = decode_entries(await self._adopt(keys=keys, args=args))
+        self._held.record((event.dedup_id, entry_id) for entry_id, event in taken)
         if taken:
             log.warning("adopted %d event(s) of client(s) gone from the shared outbox",
                         len(taken))  # fmt: skip
@@ -290,15 +242,14 @@ class RedisOutbox:
         """Beat every period; adopt what dead clients left, as much as there is room for."""
         while True:
             try:
-                await self._redis.set(self._heartbeat, b"1", px=self._ttl)
-                self._came_back()
+                await self._beat_once()
                 most = min(room(), _ADOPT_MOST)
                 while most > 0 and time.monotonic() >= self._adopt_from:
                     events = await self._claim(most)
                     feed(events)
                     most = min(room(), _ADOPT_MOST) if len(events) == most else 0
-            except self._unavailable as exc:
-                self._went_down(exc)
+            except Exception as exc:
+                self._failed(exc)
             await asyncio.sleep(self._period)
 
     async def _write_loop(self) -> None:
@@ -307,7 +258,7 @@ class RedisOutbox:
                 # Group what arrives within the interval (or, while Redis is away, the
                 # pause between tries) into one write, unless a commit waits for it.
                 with contextlib.suppress(asyncio.TimeoutError):
-                    wait = self._retry if self.down else self._interval
+                    wait = self._retry if self.state != "ok" else self._interval
                     await asyncio.wait_for(self._urgent.wait(), wait)
             # Cleared with the group taken: a commit asked for during the write below
             # is for the next group, which then starts at once.
@@ -318,19 +269,20 @@ class RedisOutbox:
             self._committed = generation
             self._progress.set()
             if self._closed and (not written or not self._pending()):
-                if not written:
-                    log.error("closing with the shared outbox unreachable: %d event(s) "
-                              "accepted were never written to it", len(self._inserts))  # fmt: skip
+                if not written and self._inserts:
+                    log.error("closing with the shared outbox %s: %d event(s) accepted "
+                              "were never written to it", self.state,
+                              len(self._inserts))  # fmt: skip
                 return
 
     def _pending(self) -> bool:
         return bool(self._inserts or self._deletes or self._rejected or self._acks)
 
     async def _write_group(self) -> bool:
-        """Write what was reported since the last group, ``commit_size`` events per
-        script call (after an outage the group may be large); False while Redis is
-        unreachable, with everything not written kept for the next try."""
-        inserts, ids, acks, letters = self._inserts[:], self._ids, self._acks, self._letters
+        """Settle, then write, what was reported since the last group (after an outage
+        the group may be large: ``commit_size`` events per script call); False while
+        Redis cannot take it, with everything not written kept for the next try."""
+        inserts, acks, letters = self._inserts[:], self._acks, self._letters
         deletes, rejected = self._deletes, self._rejected
         self._inserts.clear()  # the same list: ``added`` is its append
         self._deletes, self._rejected, self._acks, self._letters = [], [], [], []
@@ -342,44 +294,75 @@ class RedisOutbox:
             ]
         # Settled before written: never written at all; else acknowledged and deleted.
         unwritten = {e.dedup_id for e in inserts} if deletes else set()
-        acks += [ids.pop(d) for d in deletes if d not in unwritten and d in ids]
+        for dedup_id in deletes:
+            entry = None if dedup_id in unwritten else self._held.forget(dedup_id)
+            if entry is not None:
+                acks.append(entry)
         gone = unwritten.intersection(deletes)
         left = [e for e in inserts if e.dedup_id not in gone] if gone else inserts
-        while left or acks or letters:
-            chunk, left = left[: self._size], left[self._size :]
-            try:
-                written = await self._write(
-                    keys=[self.keys.stream, self.keys.dead, self._heartbeat],
-                    args=[GROUP, self.consumer, self._ttl, len(chunk), len(acks),
-                          *(encode_event(e) for e in chunk), *acks, *letters],
-                )  # fmt: skip
-            except self._unavailable as exc:
-                self._inserts[:0] = chunk + left
-                self._acks, self._letters = acks + self._acks, letters + self._letters
-                self._went_down(exc)
-                return False
-            ids.update(zip((e.dedup_id for e in chunk), written, strict=True))
-            acks, letters = [], []
-            self._came_back()
+        try:
+            # Settled first: a full Redis takes these, and they make room for the rest.
+            if acks or letters:
+                await self._settle(
+                    keys=[self.keys.stream, self.keys.dead],
+                    args=[GROUP, len(acks), *acks, *letters],
+                )
+                acks, letters = [], []
+            if not left and self.state != "ok":
+                # Nothing to add proves nothing: an empty write (its SET is refused by
+                # a full Redis, its script by an ACL) says whether Redis takes writes.
+                await self._add([])
+            while left:
+                chunk = left[: self._size]
+                written = await self._add(chunk)
+                self._held.record(zip((e.dedup_id for e in chunk), written, strict=True))
+                left = left[self._size :]
+        except Exception as exc:
+            self._inserts[:0] = left
+            self._acks, self._letters = acks + self._acks, letters + self._letters
+            self._failed(exc)
+            return False
+        self._came_back()
         return True
 
-    def _went_down(self, exc: BaseException) -> None:
-        if not self.down:
-            self.down = True
-            log.warning("shared outbox unreachable (%s: %s): accepted events wait in memory "
-                        "until it is back", type(exc).__name__, exc)  # fmt: skip
+    async def _add(self, events: list[Event]) -> list[bytes]:
+        """Add ``events`` to the stream, pending under this consumer; their entry ids."""
+        written = await self._write(
+            keys=[self.keys.stream, self._heartbeat, self.keys.epoch],
+            args=[GROUP, self.consumer, self._ttl, secrets.token_hex(8),
+                  *(encode_event(e) for e in events)],
+        )  # fmt: skip
+        self._held.wrote(written[0])
+        return list(written[1:])
+
+    def _failed(self, exc: Exception) -> None:
+        """A Redis call failed: degrade for what Redis means, raise a bug."""
+        problem = classify(exc)
+        if problem is None:
+            raise exc
+        self._degraded(problem)
+
+    def _degraded(self, problem: SharedRedisError) -> None:
+        self.down = True
+        if problem.kind != self.state:
+            self.state = problem.kind
+            level = logging.ERROR if problem.kind == "refused" else logging.WARNING
+            log.log(level, "shared outbox " + _SAID[problem.kind], problem)
 
     def _came_back(self) -> None:
-        if self.down:
-            self.down = False
-            # Others' heartbeats may have lapsed meanwhile: give them time to beat again.
-            self._adopt_from = time.monotonic() + self._adopt_after
+        if self.state != "ok":
+            if self.state != "busy":
+                # Others' heartbeats may have lapsed meanwhile: give them time to beat again.
+                self._adopt_from = time.monotonic() + self._adopt_after
+            self.state, self.down = "ok", False
             log.warning("shared outbox reachable again: the events kept meanwhile are written")
             self._urgent.set()
 
     async def commit(self) -> None:
         """Wait until everything reported so far is written, or a write failed (then
-        ``down`` is True: Redis is unreachable, and the events wait in memory)."""
+        ``down`` is True: Redis cannot take it, and the events wait in memory); then
+        check that Redis still holds what this client wrote (what it no longer holds is
+        never handed off)."""
         await self._started.wait()  # a commit right after start must not pass for one
         assert self._writer is not None
         target = self._generation + 1
@@ -387,22 +370,40 @@ class RedisOutbox:
         while self._committed < target and not self._writer.done():
             self._progress.clear()
             await self._progress.wait()
+        try:
+            await self._held.confirm()
+        except Exception as exc:
+            self._failed(exc)
 
     async def close(self) -> None:
         """Write what is left; then drop the heartbeat, so that what this client still
-        holds (handed off) is adopted at once by another; close the connections."""
+        holds (handed off) is adopted at once by another; close the connections. Never
+        raises for Redis: what it could not do is logged."""
         self._closed = True
         if self._keeper is not None:
             self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
         if self._writer is not None:
             self._urgent.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        # Their failures were logged when they ended (_task_done).
+        tasks = [t for t in (self._keeper, self._writer) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
         try:
             if self._started.is_set():
-                with contextlib.suppress(*self._unavailable):
-                    await self._redis.delete(self._heartbeat)
+                await self._redis.delete(self._heartbeat)
+        except Exception as exc:
+            if classify(exc) is None:
+                log.error("could not drop the outbox heartbeat", exc_info=exc)
         finally:
             await self._redis.aclose()
+
+
+async def check_shared(limiter: RedisLimiter | None, journal: object) -> None:
+    """``start()``'s check of a Redis limiter and a Redis outbox (when there are):
+    raises :class:`~aiofuul.redis_errors.RedisRefusedError` naming what Redis refuses."""
+    checks = [limiter.check()] if limiter is not None else []
+    if isinstance(journal, RedisOutbox):
+        checks.append(journal.check())
+    # Side by side: a Redis that does not answer costs its timeout once, not twice.
+    for outcome in await asyncio.gather(*checks, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome

@@ -7,15 +7,17 @@ so every function takes that hash, never the key.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
+from ._redis_url import parse_redis_url
 from .models import encode_event
 from .outbox import DeadLetter
 from .redis_limiter import connect
-from .redis_outbox import GROUP, WRITE_SCRIPT, outbox_keys, split_options
+from .redis_outbox import GROUP, WRITE_SCRIPT, outbox_keys
 
 __all__ = [
     "ConsumerState",
@@ -55,15 +57,15 @@ class FleetStats(msgspec.Struct, frozen=True):
     """What the stream takes in Redis (``MEMORY USAGE``)."""
 
 
-def _connect(url: str) -> tuple[Any, tuple[type[BaseException], ...]]:
-    return connect(split_options(url)[0], "aiofuul outbox redis://...", connections=1,
-                   socket_timeout=5.0)  # fmt: skip
+def _connect(url: str) -> Any:
+    return connect(parse_redis_url(url, "outbox"), "aiofuul outbox redis://...",
+                   connections=1, socket_timeout=5.0)  # fmt: skip
 
 
 async def fleet_stats(url: str, hashed: str) -> FleetStats:
     """The fleet's backlog: the stream's length and age, each client's share, the live
     clients, the dead letters."""
-    redis, _ = _connect(url)
+    redis = _connect(url)
     keys = outbox_keys(hashed)
     try:
         waiting = int(await redis.xlen(keys.stream))
@@ -92,7 +94,7 @@ async def fleet_stats(url: str, hashed: str) -> FleetStats:
 
 async def dead_letters(url: str, hashed: str) -> list[DeadLetter]:
     """The events the server rejected, oldest first."""
-    redis, _ = _connect(url)
+    redis = _connect(url)
     try:
         records = await redis.hvals(outbox_keys(hashed).dead)
     finally:
@@ -103,7 +105,7 @@ async def dead_letters(url: str, hashed: str) -> list[DeadLetter]:
 async def requeue_dead_letters(url: str, hashed: str, ids: Sequence[str] | None = None) -> int:
     """Move dead letters (all, or those ``ids``) back into the stream, where the first
     live client adopts them; returns how many moved."""
-    redis, _ = _connect(url)
+    redis = _connect(url)
     keys = outbox_keys(hashed)
     try:
         if ids is None:
@@ -119,8 +121,8 @@ async def requeue_dead_letters(url: str, hashed: str, ids: Sequence[str] | None 
         async with redis.pipeline(transaction=True) as pipe:
             script = redis.register_script(WRITE_SCRIPT)
             await script(
-                keys=[keys.stream, keys.dead, keys.alive + REQUEUED],
-                args=[GROUP, REQUEUED, 1, len(bodies), 0, *bodies],
+                keys=[keys.stream, keys.alive + REQUEUED, keys.epoch],
+                args=[GROUP, REQUEUED, 1, secrets.token_hex(8), *bodies],
                 client=pipe,
             )
             pipe.hdel(keys.dead, *(letter.dedup_id for letter in letters))
@@ -132,7 +134,7 @@ async def requeue_dead_letters(url: str, hashed: str, ids: Sequence[str] | None 
 
 async def purge_dead_letters(url: str, hashed: str, ids: Sequence[str] | None = None) -> int:
     """Delete dead letters (all, or those ``ids``); returns how many."""
-    redis, _ = _connect(url)
+    redis = _connect(url)
     dead = outbox_keys(hashed).dead
     try:
         if ids is None:
