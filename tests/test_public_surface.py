@@ -65,6 +65,10 @@ ALLOWED: dict[tuple[str, str], str] = {
 # Signals a private or nested function raises for the library code that calls it, which
 # catches them (``_allowed`` checks they are raised only there).
 SIGNALS: dict[tuple[str, str], str] = {
+    (
+        "_redis_url.py",
+        "ValueError",
+    ): "an option parser's 'not of this kind', re-raised as ConfigurationError naming it",
     ("api/_decode.py", "TypeError"): "msgspec's dec_hook protocol: a value of the wrong kind",
     ("api/_decode.py", "ValidationError"): "msgspec's own error for a list that is not one",
     ("api/_group.py", "ValueError"): "a page reader's 'not a page': a TransportError to the caller",
@@ -74,11 +78,6 @@ SIGNALS: dict[tuple[str, str], str] = {
         "webhooks.py",
         "ValueError",
     ): "a converter's refusal, re-raised as WebhookError naming the field",
-}
-# Being fixed on other branches today: remove each once its fix is merged.
-IN_FLIGHT: dict[tuple[str, str], str] = {
-    # h4-redis is refusing the Redis URL's options as ConfigurationError today
-    ("redis_outbox.py", "ValueError"): "adopt_after <= 0 in the Redis URL",
 }
 
 # What the sync client does in place of the async client's method, or why it has none.
@@ -343,7 +342,7 @@ def _allowed(path: Path, found: _Raise) -> bool:
     if (found.cls is not None and issubclass(found.cls, FuulError)) or _protocol(found):
         return True
     key = (_where(path), found.key)
-    return key in ALLOWED or key in IN_FLIGHT or (found.internal and key in SIGNALS)
+    return key in ALLOWED or (found.internal and key in SIGNALS)
 
 
 def test_every_exception_raised_on_purpose_is_a_fuul_error() -> None:
