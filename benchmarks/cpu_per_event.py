@@ -27,7 +27,7 @@ import _common as c
 import aiohttp
 
 from aiofuul import ClientConfig, Event, FuulClient, Limits, RateLimit, User
-from aiofuul.models import encode_batch
+from aiofuul.wire.models import encode_batch
 
 TITLE = "4. Client CPU per delivered event (full batches)"
 LIFTED = Limits(single=RateLimit(10**9, 1), batch=RateLimit(10**9, 1), status=RateLimit(10**9, 1))

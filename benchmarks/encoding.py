@@ -1,6 +1,6 @@
 """2. Encoding a 100-event batch body.
 
-aiofuul's path, ``aiofuul.models.encode_batch(list_of_Event)`` (msgspec encoding the
+aiofuul's path, ``aiofuul.wire.models.encode_batch(list_of_Event)`` (msgspec encoding the
 Structs straight to bytes), against what a user of a dict-based SDK has: the same 100
 events as plain dicts, encoded with stdlib ``json.dumps(...).encode()`` (default
 separators, as ``aiohttp``'s ``json=`` does) and with ``orjson.dumps(...)``. A fourth row, "json of ``msgspec.to_builtins(events)``", is the
@@ -22,7 +22,7 @@ import msgspec
 import orjson
 
 from aiofuul import Event, User
-from aiofuul.models import encode_batch
+from aiofuul.wire.models import encode_batch
 
 TITLE = "2. Encoding a 100-event batch"
 

@@ -29,7 +29,7 @@ import aiohttp
 import msgspec
 
 from aiofuul import ClientConfig, Event, FuulClient, Limits, RateLimit, User
-from aiofuul.models import encode_event
+from aiofuul.wire.models import encode_event
 
 TITLE = "6. Latency track() -> 201, light load"
 SPACING = 0.020

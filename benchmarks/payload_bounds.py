@@ -30,8 +30,8 @@ from typing import Any
 import _common as c
 
 from aiofuul import DEFAULT_LIMITS, ClientConfig, FuulClient, User, ValidationError
-from aiofuul.models import MAX_BATCH_EVENTS, MAX_REQUEST_BYTES
-from aiofuul.payload import MAX_ARGS_BYTES, MAX_ITEMS, check_args
+from aiofuul.wire.models import MAX_BATCH_EVENTS, MAX_REQUEST_BYTES
+from aiofuul.wire.payload import MAX_ARGS_BYTES, MAX_ITEMS, check_args
 
 TITLE = "10. Large payloads: longest loop hold"
 BAR_MS = 50.0

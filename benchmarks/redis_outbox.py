@@ -35,8 +35,8 @@ import _common as c
 import redis.asyncio
 
 from aiofuul import ClientConfig, FuulClient, User
-from aiofuul.models import Event, encode_event
-from aiofuul.redis_outbox import RedisOutbox
+from aiofuul.storage.redis_outbox import RedisOutbox
+from aiofuul.wire.models import Event, encode_event
 
 TITLE = "9. track() with the Redis outbox; Redis memory per queued event"
 

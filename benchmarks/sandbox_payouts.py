@@ -32,8 +32,8 @@ import aiohttp
 import msgspec
 
 from aiofuul import Limits, RateLimit, User
-from aiofuul.models import Event
 from aiofuul.sandbox import Sandbox, WebhookRetry
+from aiofuul.wire.models import Event
 
 USERS = [User(f"0x{n:040x}", "evm_address") for n in range(1, 101)]
 REFERRER = User("0x" + "f" * 40, "evm_address")

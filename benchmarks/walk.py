@@ -28,7 +28,7 @@ SIZES = (1_000, 10_000, 50_000)
 _CHILD = """
 import asyncio, sys
 from aiofuul import DEFAULT_LIMITS, User
-from aiofuul.models import Event
+from aiofuul.wire.models import Event
 from aiofuul.sandbox import Sandbox
 
 async def main(n: int) -> None:

@@ -14,8 +14,8 @@ import pytest
 
 from aiofuul import FuulClient, Limits, RateLimit, SyncFuulClient, User
 from aiofuul.errors import PermissionDeniedError
-from aiofuul.models import Event
 from aiofuul.sandbox import Sandbox
+from aiofuul.wire.models import Event
 from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
 
 ALICE = EVM

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from aiofuul import FuulClient, RateLimit
-from aiofuul.models import Event
 from aiofuul.sandbox import Sandbox
+from aiofuul.wire.models import Event
 from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
 
 ROWS = 10_000

@@ -16,7 +16,7 @@ from aiofuul import DEFAULT_LIMITS, ClientConfig, FuulClient, RetryPolicy, User
 from aiofuul.api import as_dict
 from aiofuul.errors import NotFoundError, PermissionDeniedError, RateLimitError, TransportError
 from aiofuul.testing import MockRequest, MockTransport, respond
-from aiofuul.transport import Response
+from aiofuul.wire.transport import Response
 from conftest import EVM, fast_config
 
 U = EVM.identifier

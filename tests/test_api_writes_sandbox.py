@@ -24,8 +24,8 @@ from aiofuul import (
     UnprocessableEntityError,
     User,
 )
-from aiofuul.models import Event
 from aiofuul.sandbox import Faults, Sandbox
+from aiofuul.wire.models import Event
 from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
 
 ALICE = EVM

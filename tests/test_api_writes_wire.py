@@ -24,7 +24,7 @@ from aiofuul import (
 )
 from aiofuul.api import Written
 from aiofuul.testing import MockRequest, MockTransport, respond
-from aiofuul.transport import Response
+from aiofuul.wire.transport import Response
 from conftest import EVM, fast_config, free_port
 
 U = EVM.identifier

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from aiofuul import Event
-from aiofuul.models import encode_batch, encode_batch_in_steps
+from aiofuul.wire.models import encode_batch, encode_batch_in_steps
 from conftest import EVM
 
 

@@ -24,7 +24,7 @@ from aiofuul.cli._patience import FIRST_NOTICE, WatchedTransport
 from aiofuul.errors import TransportError
 from aiofuul.sandbox import Sandbox
 from aiofuul.testing import MockTransport, respond
-from aiofuul.transport import Response
+from aiofuul.wire.transport import Response
 
 #: The key the sandbox fixture accepts, for commands run against it.
 SANDBOX_ENV = {"FUUL_API_KEY": "sk_test_cli_care"}

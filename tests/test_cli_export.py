@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from aiofuul import User
-from aiofuul.models import Event
 from aiofuul.sandbox import Faults, Sandbox
+from aiofuul.wire.models import Event
 from conftest import EVM, FAST_LIMITS
 
 ROWS = 400

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from aiofuul import RateLimit, RetryPolicy, TransportError
-from aiofuul.delivery import (
+from aiofuul.engine.delivery import (
     Delivered,
     Duplicate,
     RateLimited,
@@ -28,6 +28,7 @@ from aiofuul.delivery import (
     deliver,
     judge,
 )
+from aiofuul.engine.lanes import Lane
 from aiofuul.errors import (
     APIError,
     AuthenticationError,
@@ -37,9 +38,8 @@ from aiofuul.errors import (
     RateLimitError,
     ServerError,
 )
-from aiofuul.lanes import Lane
 from aiofuul.testing import MockRequest, MockTransport, respond
-from aiofuul.transport import Response
+from aiofuul.wire.transport import Response
 from conftest import FakeClock
 
 SINGLE_LIMIT = RateLimit(100, 60.0)

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 
-import aiofuul.shapes
+import aiofuul.wire.shapes
 from aiofuul import (
     Amount,
     AuthenticationError,
@@ -147,7 +147,7 @@ DOCUMENTED_VARIANTS = {
 async def test_documented_variants_are_stored_exactly_as_written(
     evm_user: User, caplog: pytest.LogCaptureFixture, args: dict[str, Any], strict: bool
 ) -> None:
-    aiofuul.shapes._warned.clear()
+    aiofuul.wire.shapes._warned.clear()
     caplog.set_level(logging.WARNING, logger="aiofuul")
     sb = Sandbox()
     async with running(sb, strict=strict) as fuul:
@@ -267,7 +267,7 @@ UNDOCUMENTED = {
 async def test_undocumented_shape_is_sent_with_one_warning_and_refused_by_the_server(
     evm_user: User, caplog: pytest.LogCaptureFixture, args: dict[str, Any], field: str
 ) -> None:
-    aiofuul.shapes._warned.clear()
+    aiofuul.wire.shapes._warned.clear()
     caplog.set_level(logging.WARNING, logger="aiofuul")
     sb = Sandbox()
     async with running(sb) as fuul:

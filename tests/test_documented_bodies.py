@@ -21,7 +21,7 @@ import pytest_asyncio
 from aiofuul import Event, FuulClient, User
 from aiofuul.sandbox import Sandbox
 from aiofuul.sandbox.documented import judge_event
-from aiofuul.validation import validate_event
+from aiofuul.wire.validation import validate_event
 from conftest import API_KEY, FAST_LIMITS, fast_config
 
 CORPUS: list[dict[str, Any]] = json.loads(

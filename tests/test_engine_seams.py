@@ -12,10 +12,10 @@ import pytest
 
 import aiofuul
 from aiofuul import ClientConfig, FuulClient, User
-from aiofuul.backlog import Backlog
-from aiofuul.ledger import Ledger, Settlement
-from aiofuul.models import Event
+from aiofuul.engine.backlog import Backlog
+from aiofuul.engine.ledger import Ledger, Settlement
 from aiofuul.testing import MockTransport, respond
+from aiofuul.wire.models import Event
 
 USER = User("0x52908400098527886E0F7030069857D2E4169EE7", "evm_address")
 SRC = Path(aiofuul.__file__).parent
@@ -87,7 +87,7 @@ def test_only_the_backlog_writes_its_attributes() -> None:
 
 
 def test_the_ledger_counts_without_setattr() -> None:
-    assert "setattr(" not in (SRC / "ledger.py").read_text()
+    assert "setattr(" not in (SRC / "engine" / "ledger.py").read_text()
 
 
 def test_the_engine_package_is_only_its_glossary() -> None:

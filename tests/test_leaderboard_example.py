@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aiofuul.models import Event
 from aiofuul.sandbox import Sandbox
+from aiofuul.wire.models import Event
 from conftest import EVM
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "leaderboard_fastapi.py"

@@ -4,7 +4,7 @@ the events accepted before it, even on a clock too coarse to tell them apart."""
 from __future__ import annotations
 
 from aiofuul import Event
-from aiofuul.ledger import Ledger
+from aiofuul.engine.ledger import Ledger
 from conftest import EVM
 
 

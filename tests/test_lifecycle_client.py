@@ -31,7 +31,7 @@ from aiofuul import (
 )
 from aiofuul.sandbox import Sandbox
 from aiofuul.testing import MockRequest, MockTransport, respond
-from aiofuul.transport import Response
+from aiofuul.wire.transport import Response
 from conftest import API_KEY, EVM, fast_config
 
 

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiofuul import DEFAULT_LIMITS, Limits, RateLimit
-from aiofuul.limits import SlidingWindowLimiter
+from aiofuul.engine.limits import SlidingWindowLimiter
 from conftest import FakeClock
 
 PROPERTY = settings(

@@ -11,9 +11,9 @@ import pytest
 
 from aiofuul import TransportError
 from aiofuul.cli._common import CLIError, add_client_arguments, open_client
-from aiofuul.delivery import RateLimited, Rejected, Stopped, judge
+from aiofuul.engine.delivery import RateLimited, Rejected, Stopped, judge
 from aiofuul.testing import MockRequest, MockTransport, respond
-from aiofuul.transport import (
+from aiofuul.wire.transport import (
     AiohttpTransport,
     InsecureURLError,
     Response,

@@ -11,9 +11,9 @@ import math
 import pytest
 
 from aiofuul import ClientConfig, FuulClient, Limits, RateLimit, User
-from aiofuul.events import _KNOWN_USERS, EventFactory
+from aiofuul.engine.events import _KNOWN_USERS, EventFactory
+from aiofuul.engine.scheduler import LaneState, QueueState, events_to_wake
 from aiofuul.sandbox import Sandbox
-from aiofuul.scheduler import LaneState, QueueState, events_to_wake
 from conftest import API_KEY, EVM, FAST_RETRY, wait_until
 
 NOW = 100.0

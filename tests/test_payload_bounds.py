@@ -16,17 +16,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiofuul import Amount, ClientConfig, Currency, Event, FuulClient, User, ValidationError
-from aiofuul.models import (
+from aiofuul.sandbox import Sandbox
+from aiofuul.sandbox.exchange import MAX_BODY
+from aiofuul.wire.models import (
     MAX_BATCH_EVENTS,
     MAX_EVENT_BYTES,
     MAX_REQUEST_BYTES,
     encode_batch,
     encode_event,
 )
-from aiofuul.payload import MAX_ARGS_BYTES, MAX_ITEMS, _json, _Size, check_args, check_metadata
-from aiofuul.sandbox import Sandbox
-from aiofuul.sandbox.exchange import MAX_BODY
-from aiofuul.validation import MAX_ID_LENGTH, validate_event
+from aiofuul.wire.payload import MAX_ARGS_BYTES, MAX_ITEMS, _json, _Size, check_args, check_metadata
+from aiofuul.wire.validation import MAX_ID_LENGTH, validate_event
 from conftest import API_KEY, EVM, FAST_LIMITS, fast_config
 
 CAP = f"{MAX_ARGS_BYTES:,} bytes"

@@ -55,18 +55,18 @@ PUBLIC_NAMESPACES = (aiofuul, aiofuul.api)
 # (file, exception): the deliberate raises outside FuulError, each for its reason.
 ALLOWED: dict[tuple[str, str], str] = {
     ("metrics.py", "ImportError"): "a missing optional dependency (aiofuul[otel])",
-    ("redis_limiter.py", "ImportError"): "a missing optional dependency (aiofuul[redis])",
-    ("outbox.py", "FileNotFoundError"): "no outbox file at the path given to manage it",
+    ("engine/redis_limiter.py", "ImportError"): "a missing optional dependency (aiofuul[redis])",
+    ("storage/outbox.py", "FileNotFoundError"): "no outbox file at the path given to manage it",
     ("testing.py", "TypeError"): "a test's MockTransport handler returned no Response",
     ("testing.py", "ValueError"): "respond() given both json= and body= in a test",
     ("__main__.py", "SystemExit"): "python -m aiofuul: the command's exit status",
-    ("ledger.py", "AssertionError"): "an exhaustiveness guard that mypy proves unreachable",
+    ("engine/ledger.py", "AssertionError"): "an exhaustiveness guard that mypy proves unreachable",
 }
 # Signals a private or nested function raises for the library code that calls it, which
 # catches them (``_allowed`` checks they are raised only there).
 SIGNALS: dict[tuple[str, str], str] = {
     (
-        "_redis_url.py",
+        "storage/_redis_url.py",
         "ValueError",
     ): "an option parser's 'not of this kind', re-raised as ConfigurationError naming it",
     ("api/_decode.py", "TypeError"): "msgspec's dec_hook protocol: a value of the wrong kind",

@@ -1,6 +1,6 @@
 """Every value that goes into a URL query is checked like an event field, before any
 request: ``project_id`` (the client's and each call's), ``event_id``, and whatever a
-read endpoint puts there (:func:`aiofuul.validation.check_query_value`, the one rule).
+read endpoint puts there (:func:`aiofuul.wire.validation.check_query_value`, the one rule).
 And an answer nobody can decode (nested deeper than the decoder recurses) is "no
 answer": a :class:`~aiofuul.TransportError`, never a raw ``RecursionError``."""
 
@@ -23,10 +23,10 @@ from aiofuul import (
     User,
     ValidationError,
 )
-from aiofuul.endpoints import project_query
+from aiofuul.api.endpoints import project_query
 from aiofuul.testing import MockRequest, MockTransport, respond
-from aiofuul.transport import Response
-from aiofuul.validation import MAX_QUERY_VALUE_LENGTH, check_query_value, validate_event
+from aiofuul.wire.transport import Response
+from aiofuul.wire.validation import MAX_QUERY_VALUE_LENGTH, check_query_value, validate_event
 
 USER = User("0x52908400098527886E0F7030069857D2E4169EE7", "evm_address")
 LONE_SURROGATE = "proj\ud800X"

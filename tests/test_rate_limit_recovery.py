@@ -25,7 +25,7 @@ from itertools import pairwise
 import pytest
 
 from aiofuul import RateLimit
-from aiofuul.limits import SlidingWindowLimiter
+from aiofuul.engine.limits import SlidingWindowLimiter
 from conftest import FakeClock
 
 TICKS = 100  # a period

@@ -223,7 +223,7 @@ async def test_event_pipeline_waits_out_its_own_rate_limit() -> None:
 
 
 def test_event_pipeline_needs_one_way_to_name_the_event() -> None:
-    from aiofuul.reads import pipeline_query
+    from aiofuul.api.events_reads import pipeline_query
 
     with pytest.raises(ValueError, match="event_id"):
         pipeline_query(None, "d", None)

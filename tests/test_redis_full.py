@@ -13,9 +13,9 @@ import pytest
 import redis
 
 from aiofuul import FuulClient
-from aiofuul.redis_limiter import key_hash
-from aiofuul.redis_outbox import outbox_keys
+from aiofuul.engine.redis_limiter import key_hash
 from aiofuul.sandbox import Sandbox
+from aiofuul.storage.redis_outbox import outbox_keys
 from conftest import EVM, RedisServer, fast_config
 from redis_hostile import admin, fill, hostile_server, make_room, until
 

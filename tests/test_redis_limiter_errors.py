@@ -12,8 +12,8 @@ import pytest_asyncio
 import redis.asyncio
 from redis import exceptions as rx
 
-from aiofuul.limits import RateLimit, SlidingWindowLimiter
-from aiofuul.redis_limiter import RedisLimiter
+from aiofuul.engine.limits import RateLimit, SlidingWindowLimiter
+from aiofuul.engine.redis_limiter import RedisLimiter
 
 WINDOWS = [("single", RateLimit(100, 60.0))]
 

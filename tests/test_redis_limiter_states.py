@@ -15,15 +15,15 @@ import redis.asyncio
 from redis import exceptions as rx
 
 from aiofuul import FuulClient
-from aiofuul.limits import RateLimit, SlidingWindowLimiter
-from aiofuul.redis_errors import (
+from aiofuul.engine.limits import RateLimit, SlidingWindowLimiter
+from aiofuul.engine.redis_limiter import RedisLimiter
+from aiofuul.sandbox import Sandbox
+from aiofuul.storage.redis_errors import (
     RedisBusyError,
     RedisDownError,
     RedisRefusedError,
     classify,
 )
-from aiofuul.redis_limiter import RedisLimiter
-from aiofuul.sandbox import Sandbox
 from conftest import EVM, RedisServer, fast_config
 from redis_hostile import acl_server, admin, fill, hostile_server, make_room, url_of
 

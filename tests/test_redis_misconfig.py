@@ -16,8 +16,8 @@ import pytest
 
 from aiofuul import ClientStateError, FuulClient, FuulError
 from aiofuul.errors import ConfigurationError
-from aiofuul.redis_errors import RedisRefusedError
 from aiofuul.sandbox import Sandbox
+from aiofuul.storage.redis_errors import RedisRefusedError
 from aiofuul.sync import SyncFuulClient
 from conftest import EVM, RedisServer, fast_config
 from redis_hostile import PASSWORD, acl_server, admin, hostile_server, until, url_of

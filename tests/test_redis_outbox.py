@@ -17,12 +17,12 @@ import pytest_asyncio
 import redis.asyncio
 
 from aiofuul import FuulClient, UndeliveredError, User
-from aiofuul.models import Event
-from aiofuul.redis_limiter import key_hash
-from aiofuul.redis_outbox import GROUP, RedisOutbox, outbox_keys
-from aiofuul.redis_outbox_admin import ConsumerState, fleet_stats
+from aiofuul.engine.redis_limiter import key_hash
 from aiofuul.sandbox import Sandbox
+from aiofuul.storage.redis_outbox import GROUP, RedisOutbox, outbox_keys
+from aiofuul.storage.redis_outbox_admin import ConsumerState, fleet_stats
 from aiofuul.sync import SyncFuulClient
+from aiofuul.wire.models import Event
 from conftest import EVM, FAST_RETRY, HANG, RedisServer, fast_config, wait_until
 
 ADOPT = "?adopt_after=0.6"  # a heartbeat lapses after 0.6 s

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import redis
 
-import aiofuul._redis_outbox_held
+import aiofuul.storage._redis_outbox_held
 from aiofuul import FuulClient, UndeliveredError
-from aiofuul.models import Event
-from aiofuul.redis_limiter import key_hash
-from aiofuul.redis_outbox import RedisOutbox, outbox_keys
+from aiofuul.engine.redis_limiter import key_hash
 from aiofuul.sandbox import Sandbox
+from aiofuul.storage.redis_outbox import RedisOutbox, outbox_keys
+from aiofuul.wire.models import Event
 from conftest import EVM, RedisServer, fast_config
 from redis_hostile import admin, hostile_server, until
 
@@ -87,7 +87,7 @@ async def test_entries_deleted_from_the_stream_are_not_handed_off(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(aiofuul._redis_outbox_held, "_FULL_EVERY", 0.0)  # each commit: all
+    monkeypatch.setattr(aiofuul.storage._redis_outbox_held, "_FULL_EVERY", 0.0)  # each commit: all
     sandbox.faults.error_rate = 1.0
     key = "sk_test_restart_4"
     fuul = FuulClient(key, base_url=sandbox.url, config=fast_config(), outbox=server.url)

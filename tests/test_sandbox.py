@@ -23,7 +23,7 @@ import pytest
 import pytest_asyncio
 
 from aiofuul import testing as fuul_testing
-from aiofuul.limits import Limits, RateLimit
+from aiofuul.engine.limits import Limits, RateLimit
 from aiofuul.sandbox import Faults, RecordedRequest, Sandbox
 from aiofuul.sandbox.cli import add_sandbox_arguments, sandbox_from_args
 from conftest import HANG

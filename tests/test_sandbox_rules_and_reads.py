@@ -13,10 +13,10 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from aiofuul.limits import Limits, RateLimit
-from aiofuul.models import Event
+from aiofuul.engine.limits import Limits, RateLimit
 from aiofuul.sandbox import Faults, Sandbox, documented, parsing, reads, sends, server
 from aiofuul.sandbox.documented import judge_event
+from aiofuul.wire.models import Event
 from conftest import wait_until
 
 EVM = "0x52908400098527886E0F7030069857D2E4169EE7"

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiofuul.scheduler import LaneState, Launch, QueueState, decide
+from aiofuul.engine.scheduler import LaneState, Launch, QueueState, decide
 
 INF = math.inf
 NOW = 100.0

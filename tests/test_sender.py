@@ -1,7 +1,7 @@
 """The background sender on a fake clock and a fake server: which requests it starts,
 with which events, in which order, and what each answer does to the queue.
 
-Every test builds a real :class:`~aiofuul.sender.Sender` with its two lanes on a
+Every test builds a real :class:`~aiofuul.engine.sender.Sender` with its two lanes on a
 :class:`FakeClock` and a :class:`~aiofuul.testing.MockTransport` whose handler parks each
 request until the test answers it (:class:`Server`). The worker runs, but the fake clock
 only moves when a test moves it; a test then calls ``sender._dispatch(now)`` itself
@@ -29,20 +29,20 @@ from aiofuul import (
     RetryPolicy,
     User,
 )
+from aiofuul.engine.lanes import Lane, make_lanes
+from aiofuul.engine.ledger import Stats
+from aiofuul.engine.limits import SlidingWindowLimiter
+from aiofuul.engine.redis_limiter import RedisLimiter
+from aiofuul.engine.sender import Sender
 from aiofuul.errors import (
     AuthenticationError,
     PermissionDeniedError,
     ServerError,
     UndeliveredError,
 )
-from aiofuul.lanes import Lane, make_lanes
-from aiofuul.ledger import Stats
-from aiofuul.limits import SlidingWindowLimiter
-from aiofuul.models import Event
-from aiofuul.redis_limiter import RedisLimiter
-from aiofuul.sender import Sender
 from aiofuul.testing import MockRequest, MockTransport, respond
-from aiofuul.transport import Response
+from aiofuul.wire.models import Event
+from aiofuul.wire.transport import Response
 from conftest import FakeClock
 
 INF = math.inf

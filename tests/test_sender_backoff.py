@@ -2,7 +2,7 @@
 bounded number of times per backoff period, the failure is logged once (not per try),
 and delivery resumes when the limiter gives slots again.
 
-A real :class:`~aiofuul.sender.Sender` on a fake clock, with a
+A real :class:`~aiofuul.engine.sender.Sender` on a fake clock, with a
 :class:`~aiofuul.testing.MockTransport` that accepts everything and a fake shared
 limiter; the test moves the clock and lets the loop run. No wall-clock bound.
 """
@@ -16,11 +16,11 @@ from typing import Any, cast
 import pytest
 
 from aiofuul import ClientConfig, Limits, RateLimit, RetryPolicy, User
-from aiofuul.lanes import make_lanes
-from aiofuul.limits import SlidingWindowLimiter
-from aiofuul.models import Event
-from aiofuul.sender import Sender
+from aiofuul.engine.lanes import make_lanes
+from aiofuul.engine.limits import SlidingWindowLimiter
+from aiofuul.engine.sender import Sender
 from aiofuul.testing import MockTransport, respond
+from aiofuul.wire.models import Event
 
 USER = User("0x52908400098527886E0F7030069857D2E4169EE7", "evm_address")
 MAX_BACKOFF = 1.0

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 
 from aiofuul import FuulClient, RateLimit
-from aiofuul.lanes import Lane
+from aiofuul.engine.lanes import Lane
 from aiofuul.sandbox import Sandbox
 from conftest import API_KEY, EVM, FAST_LIMITS, FAST_RETRY, fast_config
 

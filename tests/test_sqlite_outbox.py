@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from aiofuul import ClientStateError, FuulClient, User
-from aiofuul.models import Event
-from aiofuul.outbox import Outbox, open_database
 from aiofuul.sandbox import Sandbox
+from aiofuul.storage.outbox import Outbox, open_database
+from aiofuul.wire.models import Event
 from conftest import API_KEY, EVM, FAST_LIMITS, HANG, fast_config, wait_until
 
 WORKER = Path(__file__).parent / "scripts" / "outbox_worker.py"

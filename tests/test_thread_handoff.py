@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from aiofuul import Event
-from aiofuul.handoff import Handoff
+from aiofuul.engine.handoff import Handoff
 from conftest import EVM
 
 

@@ -1,4 +1,4 @@
-"""Every rule of aiofuul.validation, by example and by property.
+"""Every rule of aiofuul.wire.validation, by example and by property.
 
 The example tests pin each rule with the field it names, the words of its message and
 its tier: 1, always refused; 2, a shape no Fuul document shows, sent as written with one
@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import aiofuul.shapes
+import aiofuul.wire.shapes
 from aiofuul import (
     IDENTIFIER_TYPES,
     MAX_BATCH_EVENTS,
@@ -36,9 +36,9 @@ from aiofuul import (
     User,
     ValidationError,
 )
-from aiofuul.models import decode_batch, decode_event, encode_batch, encode_event
-from aiofuul.shapes import STANDARD_ARGS
-from aiofuul.validation import (
+from aiofuul.wire.models import decode_batch, decode_event, encode_batch, encode_event
+from aiofuul.wire.shapes import STANDARD_ARGS
+from aiofuul.wire.validation import (
     MAX_ID_LENGTH,
     check_args,
     check_dedup_id,
@@ -94,9 +94,9 @@ TIER_TAILS = {
 def fresh_warnings() -> Iterator[None]:
     """Undocumented shapes are warned of once per process: forget which were, so that
     each test sees its own warnings."""
-    aiofuul.shapes._warned.clear()
+    aiofuul.wire.shapes._warned.clear()
     yield
-    aiofuul.shapes._warned.clear()
+    aiofuul.wire.shapes._warned.clear()
 
 
 def shape_warnings(caplog: pytest.LogCaptureFixture, field: str | None = None) -> list[str]:
@@ -792,7 +792,7 @@ def test_args_undocumented_amount_and_currency_shapes_name_the_nested_field(
     """Not refused by default (the server decides what no document shows): sent as
     written with one warning naming the field; refused with strict=True."""
     assert_undocumented(caplog, {"value": value}, field, words)
-    aiofuul.shapes._warned.clear()
+    aiofuul.wire.shapes._warned.clear()
     caplog.clear()
     assert_undocumented(caplog, {"revenue": value}, field.replace("value", "revenue", 1), words)
 
@@ -855,7 +855,7 @@ def test_named_currency_with_a_chain_identifier_is_undocumented(
         {"amount": "1", "currency": {"name": "USD", "chain_identifier": chain}},
     ):
         caplog.clear()
-        aiofuul.shapes._warned.clear()
+        aiofuul.wire.shapes._warned.clear()
         assert_undocumented(caplog, {"value": value}, "args.value.currency", "not both")
 
 
@@ -1204,7 +1204,7 @@ def test_an_undocumented_shape_is_warned_of_once_however_often_it_is_sent(
     refused(check_args, {"value": {"amount": "1", "currency": "BTC"}}, strict=True)
     assert len(shape_warnings(caplog)) == 3
     # Forgotten: warned of again.
-    aiofuul.shapes._warned.clear()
+    aiofuul.wire.shapes._warned.clear()
     check_args({"value": eur})
     assert len(shape_warnings(caplog)) == 4
 
@@ -1720,11 +1720,11 @@ def test_valid_identifiers_of_every_type_are_accepted_with_format_check(user: Us
 @given(ev=valid_events)
 def test_valid_events_are_accepted_unchanged_and_round_trip(ev: Event) -> None:
     """Every documented shape passes as written, strict or not, without a warning."""
-    before = len(aiofuul.shapes._warned)
+    before = len(aiofuul.wire.shapes._warned)
     assert validate_event(ev) == ev
     assert validate_event(ev, strict=True) == ev
     assert validate_event(ev, check_format=False) == ev
-    assert len(aiofuul.shapes._warned) == before
+    assert len(aiofuul.wire.shapes._warned) == before
     assert encode_event(validate_event(ev)) == encode_event(ev)
     assert_round_trips(ev)
 

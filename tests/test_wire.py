@@ -23,7 +23,7 @@ from aioresponses import aioresponses
 from aioresponses.core import RequestCall
 from yarl import URL
 
-import aiofuul.shapes
+import aiofuul.wire.shapes
 from aiofuul import (
     Amount,
     APIError,
@@ -48,9 +48,17 @@ from aiofuul import (
     User,
     ValidationError,
 )
-from aiofuul.delivery import Delivered, Duplicate, RateLimited, Rejected, Retry, Stopped, judge
-from aiofuul.transport import DEFAULT_BASE_URL, Response, parse_retry_after
-from aiofuul.transport import resolve_base_url as resolve
+from aiofuul.engine.delivery import (
+    Delivered,
+    Duplicate,
+    RateLimited,
+    Rejected,
+    Retry,
+    Stopped,
+    judge,
+)
+from aiofuul.wire.transport import DEFAULT_BASE_URL, Response, parse_retry_after
+from aiofuul.wire.transport import resolve_base_url as resolve
 from conftest import API_KEY, EVM, fast_config
 
 BASE = "http://127.0.0.1:9/api/v1/"
@@ -239,7 +247,7 @@ async def test_send_event_tracking_event_without_user_sends_its_metadata(
 async def test_send_event_undocumented_shape_is_sent_as_written_with_one_warning(
     fuul: FuulClient, mocked: aioresponses, caplog: pytest.LogCaptureFixture
 ) -> None:
-    aiofuul.shapes._warned.clear()
+    aiofuul.wire.shapes._warned.clear()
     mocked.post(EVENTS_URL, status=201, repeat=True)
     args = {"value": {"amount": "9.99", "currency": {"name": "EUR"}}}
     await fuul.send_event("trade", EVM, dedup_id="e-1", args=args)

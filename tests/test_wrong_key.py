@@ -22,8 +22,8 @@ from aiofuul import (
     RetryPolicy,
     UndeliveredError,
 )
-from aiofuul.models import Event
 from aiofuul.sandbox import Sandbox
+from aiofuul.wire.models import Event
 from conftest import EVM, FAST_LIMITS, fast_config
 
 GOOD = "sk_good_0123456789"

@@ -18,6 +18,8 @@ Example::
 from ._version import __version__
 from .client import FuulClient
 from .config import ClientConfig, QueueFullPolicy, RetryPolicy
+from .engine.ledger import OnError, Stats
+from .engine.limits import DEFAULT_LIMITS, Limits, RateLimit
 from .errors import (
     AmbiguousWriteError,
     APIError,
@@ -39,9 +41,14 @@ from .errors import (
     ValidationError,
     WebhookError,
 )
-from .ledger import OnError, Stats
-from .limits import DEFAULT_LIMITS, Limits, RateLimit
-from .models import (
+from .storage.redis_errors import (
+    RedisBusyError,
+    RedisDownError,
+    RedisRefusedError,
+    SharedRedisError,
+)
+from .sync import SyncFuulClient
+from .wire.models import (
     IDENTIFIER_TYPES,
     MAX_BATCH_EVENTS,
     Amount,
@@ -56,13 +63,13 @@ from .models import (
     TriggerExecution,
     User,
 )
-from .sync import SyncFuulClient
-from .transport import InsecureURLError
+from .wire.transport import InsecureURLError
 
 __all__ = [
     "DEFAULT_LIMITS",
     "IDENTIFIER_TYPES",
     "MAX_BATCH_EVENTS",
+    "__version__",
     "APIError",
     "AmbiguousWriteError",
     "Amount",
@@ -90,9 +97,13 @@ __all__ = [
     "QueueFullPolicy",
     "RateLimit",
     "RateLimitError",
+    "RedisBusyError",
+    "RedisDownError",
+    "RedisRefusedError",
     "RetryPolicy",
     "SendResult",
     "ServerError",
+    "SharedRedisError",
     "Stats",
     "SyncFuulClient",
     "TransportError",
@@ -103,5 +114,4 @@ __all__ = [
     "User",
     "ValidationError",
     "WebhookError",
-    "__version__",
 ]

@@ -38,8 +38,8 @@ from typing import Any
 
 from .client import FuulClient
 from .errors import BadRequestError, ConfigurationError, ValidationError
-from .models import MAX_BATCH_EVENTS, Event
 from .referrers import ReferrerImportResult, ReferrerRow, import_referrers
+from .wire.models import MAX_BATCH_EVENTS, Event
 
 __all__ = [
     "EventSource",

@@ -1,10 +1,10 @@
 """``FuulClient``: one object per API key, with direct awaitable calls for every endpoint
 and ``track()``, a non-blocking fire-and-forget call backed by the background sender.
 
-The data path: :mod:`~aiofuul.events` builds and checks each event, :mod:`~aiofuul.sender`
-queues it and asks :mod:`~aiofuul.scheduler` when to send what, :mod:`~aiofuul.delivery`
-sends a request in a slot of its :mod:`~aiofuul.lanes` lane over the
-:mod:`~aiofuul.transport`, and :mod:`~aiofuul.ledger` counts where each event ended.
+The data path: :mod:`~aiofuul.engine.events` builds and checks each event, :mod:`~aiofuul.engine.sender`
+queues it and asks :mod:`~aiofuul.engine.scheduler` when to send what, :mod:`~aiofuul.engine.delivery`
+sends a request in a slot of its :mod:`~aiofuul.engine.lanes` lane over the
+:mod:`~aiofuul.wire.transport`, and :mod:`~aiofuul.engine.ledger` counts where each event ended.
 
 Example::
 
@@ -36,22 +36,22 @@ import msgspec
 
 from . import lifecycle
 from .api import ApiGroups
+from .api.endpoints import project_query
+from .api.events_reads import ReadEndpoints
+from .api.events_writes import DirectSends
 from .config import ClientConfig
-from .endpoints import project_query
+from .engine.events import EventFactory, EventFields
+from .engine.handoff import Handoff
+from .engine.lanes import make_lanes
+from .engine.ledger import Journal, Observer, OnError, Stats
+from .engine.redis_limiter import RedisLimiter
+from .engine.sender import Sender
 from .errors import ClientStateError
-from .events import EventFactory, EventFields
-from .handoff import Handoff
-from .lanes import make_lanes
-from .ledger import Journal, Observer, OnError, Stats
 from .lifecycle import creation_site
-from .models import User
-from .outbox import Outbox
-from .reads import ReadEndpoints
-from .redis_limiter import RedisLimiter
-from .redis_outbox import RedisOutbox, check_shared, is_redis_url
-from .sender import Sender
-from .transport import AiohttpTransport, Transport, resolve_base_url
-from .writes import DirectSends
+from .storage.outbox import Outbox
+from .storage.redis_outbox import RedisOutbox, check_shared, is_redis_url
+from .wire.models import User
+from .wire.transport import AiohttpTransport, Transport, resolve_base_url
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -118,14 +118,14 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
     :param on_error: ``on_error(events, error)``, called on the loop for tracked events
         that were not delivered; ``error`` is an :class:`~aiofuul.UndeliveredError`.
     :param limiter: ``"redis://host:port/db"`` to share the key's limits with every
-        process using it (see :mod:`aiofuul.redis_limiter`); None: this process alone.
+        process using it (see :mod:`aiofuul.engine.redis_limiter`); None: this process alone.
     :param outbox: a SQLite file that keeps accepted events until delivered, so a crash
-        loses nothing committed (see :mod:`aiofuul.outbox`; one client per file), or
+        loses nothing committed (see :mod:`aiofuul.storage.outbox`; one client per file), or
         ``"redis://host:port/db"``: a backlog shared by every process using the key,
-        where live workers adopt a dead one's events (see :mod:`aiofuul.redis_outbox`).
+        where live workers adopt a dead one's events (see :mod:`aiofuul.storage.redis_outbox`).
     :param project_id: sent as ``?project_id=`` on every request, as the official SDK
         does for a key that works for several projects; direct calls may name another.
-    :param transport: anything with the :class:`~aiofuul.transport.Transport` methods, in
+    :param transport: anything with the :class:`~aiofuul.wire.transport.Transport` methods, in
         place of the aiohttp one (``aiofuul.testing.MockTransport`` in unit tests).
     :param clock: the monotonic clock of the limiters, the sender and the ledger.
     """
@@ -195,7 +195,7 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
         this); with ``check_event_names``, also fetch the project's trigger names. With
         a Redis limiter or outbox, first check that Redis serves them: when it refuses
         (password, ACL, TLS) the client is closed and
-        :class:`~aiofuul.redis_errors.RedisRefusedError` raised."""
+        :class:`~aiofuul.storage.redis_errors.RedisRefusedError` raised."""
         if self._loop is None and not self._closed:
             try:
                 await check_shared(self._remote, self._outbox)
@@ -386,7 +386,7 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
 
     def add_observer(self, observer: Observer) -> Callable[[], None]:
         """Tell ``observer(outcome, waited)`` of every settlement of a tracked event from
-        now on (see :class:`~aiofuul.ledger.Observer`), on the client's loop; returns a
+        now on (see :class:`~aiofuul.engine.ledger.Observer`), on the client's loop; returns a
         function that removes it. This is how :mod:`aiofuul.metrics` times deliveries.
 
         Example::

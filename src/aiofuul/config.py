@@ -14,9 +14,9 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from .engine.limits import DEFAULT_LIMITS, Limits
 from .errors import ConfigurationError
-from .limits import DEFAULT_LIMITS, Limits
-from .models import MAX_BATCH_EVENTS
+from .wire.models import MAX_BATCH_EVENTS
 
 __all__ = ["ClientConfig", "QueueFullPolicy", "RetryPolicy"]
 

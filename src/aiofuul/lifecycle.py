@@ -8,7 +8,7 @@ An accepted event must be delivered or reported even when the user forgot ``aclo
 - When the **loop shuts down** (``asyncio.run()`` ending, uvicorn stopping), every open
   client on it delivers within ``config.close_timeout`` before the loop closes.
   ``asyncio.run()`` first cancels every task (the sender keeps its queue when that
-  happens, see :meth:`aiofuul.sender.Sender.close`), then closes the async generators
+  happens, see :meth:`aiofuul.engine.sender.Sender.close`), then closes the async generators
   the loop knows (``loop.shutdown_asyncgens()``), then closes the loop. So one
   suspended async generator per loop, the *keeper*, is started when the first client
   binds there; its ``finally`` runs on the still-open loop and closes the clients. This
@@ -36,7 +36,7 @@ from typing import Protocol
 
 from ._exit import on_exit
 from .config import ClientConfig
-from .ledger import Stats
+from .engine.ledger import Stats
 
 __all__ = ["adopt", "creation_site", "describe_outcome", "forget", "watch", "warn_unclosed"]
 

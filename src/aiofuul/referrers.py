@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .api.users import referral_body
 from .errors import BadRequestError, NotFoundError, UnprocessableEntityError, ValidationError
-from .models import User
+from .wire.models import User
 
 if TYPE_CHECKING:
     from .client import FuulClient

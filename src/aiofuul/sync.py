@@ -52,18 +52,18 @@ import msgspec
 from .api.sync_groups import SyncApiGroups
 from .client import FuulClient
 from .config import ClientConfig
+from .engine.ledger import Observer, OnError, Stats
 from .errors import ClientStateError, FuulTimeoutError
-from .ledger import Observer, OnError, Stats
 from .lifecycle import creation_site
-from .models import BatchResult, Conversion, Event, EventPipeline, SendResult, User
-from .redis_outbox import is_redis_url
 from .runner import GRACE, Runner
-from .transport import Transport, resolve_base_url
+from .storage.redis_outbox import is_redis_url
+from .wire.models import BatchResult, Conversion, Event, EventPipeline, SendResult, User
+from .wire.transport import Transport, resolve_base_url
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .events import EventFields
+    from .engine.events import EventFields
 
 __all__ = ["SyncFuulClient", "leftover_outboxes", "outbox_for_pid"]
 

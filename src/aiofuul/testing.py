@@ -50,7 +50,7 @@ import pytest_asyncio
 
 from .client import FuulClient
 from .sandbox import Sandbox
-from .transport import Response, parse_retry_after
+from .wire.transport import Response, parse_retry_after
 
 __all__ = ["MockRequest", "MockTransport", "fuul_client", "fuul_sandbox", "respond"]
 
@@ -78,10 +78,10 @@ Handler = Callable[[MockRequest], Response | Awaitable[Response]]
 
 
 class MockTransport:
-    """A :class:`~aiofuul.transport.Transport` that answers every request by calling
+    """A :class:`~aiofuul.wire.transport.Transport` that answers every request by calling
     ``handler(request)`` with a :class:`MockRequest`; nothing touches the network.
 
-    The handler returns a :class:`~aiofuul.transport.Response` (:func:`respond` builds
+    The handler returns a :class:`~aiofuul.wire.transport.Response` (:func:`respond` builds
     one) or an awaitable of one, or raises :class:`~aiofuul.TransportError` to play a
     failed connection or a timeout. Anything else it raises reaches the client as a bug
     would. For example::
@@ -137,7 +137,7 @@ def respond(
     body: bytes = b"",
     retry_after: float | str | None = None,
 ) -> Response:
-    """A :class:`~aiofuul.transport.Response` for a :class:`MockTransport` handler.
+    """A :class:`~aiofuul.wire.transport.Response` for a :class:`MockTransport` handler.
 
     ``json``, when not None, is encoded as the body (give it or ``body``, not both).
     ``retry_after`` is seconds, or a ``Retry-After`` header value (``"120"``, an HTTP

@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from .errors import WebhookError
-from .models import DECODE_ERRORS
+from .wire.models import DECODE_ERRORS
 
 __all__ = [
     "MOVEMENT_REASONS",

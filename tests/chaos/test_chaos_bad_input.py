@@ -26,7 +26,7 @@ from chaos_support import UNLIMITED, Ledger, sender_alive
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import aiofuul.shapes
+import aiofuul.wire.shapes
 from aiofuul import (
     Amount,
     BadRequestError,
@@ -41,7 +41,7 @@ from aiofuul import (
     ValidationError,
 )
 from aiofuul.sandbox import Sandbox
-from aiofuul.validation import validate_batch, validate_event
+from aiofuul.wire.validation import validate_batch, validate_event
 from conftest import API_KEY, EVM, FAST_RETRY, fast_config, wait_until
 
 #: The chaos tier: minutes of faults in all; `nox -s quick` leaves it out.
@@ -610,7 +610,7 @@ async def test_currency_by_name_with_a_chain_identifier_is_the_servers_call(
     answered 400. No Fuul document shows a named currency with a chain_identifier, so
     the client now sends it with one warning and the server decides (the sandbox refuses
     it, naming the field); a strict client refuses it without sending anything."""
-    aiofuul.shapes._warned.clear()
+    aiofuul.wire.shapes._warned.clear()
     caplog.set_level(logging.WARNING, logger="aiofuul")
     bad = {"value": {"amount": "1", "currency": {"name": "USD", "chain_identifier": 5}}}
     with pytest.raises(BadRequestError) as info:

@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 from aiofuul import ValidationError
 from aiofuul.cli._common import CLIError
 from aiofuul.cli._records import CSV_COLUMNS, Input
-from aiofuul.models import encode_event
 from aiofuul.sandbox.parsing import BadRequest, parse_event
-from aiofuul.validation import validate_event
+from aiofuul.wire.models import encode_event
+from aiofuul.wire.validation import validate_event
 from conftest import EVM
 
 #: The chaos tier: minutes of faults in all; `nox -s quick` leaves it out.

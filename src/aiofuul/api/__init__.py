@@ -15,19 +15,23 @@ surely did not arrive (:class:`~aiofuul.AmbiguousWriteError` otherwise).
 Lists are :class:`~aiofuul.api.paginator.Paginator` objects; answers are lenient
 msgspec Structs (:mod:`aiofuul.api._decode` says how): unknown fields land in
 ``extra``, numbers sent as strings (or the reverse) decode, dates are ``datetime``.
+
+The events endpoints live here too: ``events_writes.py`` (``send_event``, ``send_batch``)
+and ``events_reads.py`` (``event_status``, ``event_pipeline``, ``conversions``), with
+``endpoints.py``, what every group needs of the client.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
 
-from ..endpoints import Endpoints
 from ._decode import Answer, Text, Timestamp, as_dict
 from ._group import Written
 from .affiliate_portal import AffiliatePortal
 from .affiliates import Affiliate, AffiliateCode, Affiliates, Tier
 from .audiences import Audiences, AudienceSegment
 from .claim_checks import ClaimCheck, ClaimChecks, ClaimRecord, ClaimTotal, ClaimTotals
+from .endpoints import Endpoints
 from .leaderboards import LeaderboardEntry, Leaderboards, ReferredUsersEntry, ReferredVolume
 from .paginator import Page, PageToken, Paginator
 from .payouts import (

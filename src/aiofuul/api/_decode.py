@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from ..models import DECODE_ERRORS
+from ..wire.models import DECODE_ERRORS
 
 __all__ = ["Answer", "Text", "Timestamp", "as_dict", "convert", "convert_list", "decode_json"]
 

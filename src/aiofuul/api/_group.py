@@ -1,5 +1,5 @@
 """What every endpoint group of :mod:`aiofuul.api` shares: its lane, one request (a read,
-or a write) through the one retry loop (:func:`aiofuul.delivery.call`), and the three
+or a write) through the one retry loop (:func:`aiofuul.engine.delivery.call`), and the three
 paging styles turned into a :class:`~aiofuul.api.paginator.Paginator`."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from urllib.parse import quote
 
 import msgspec
 
-from ..delivery import Duplicate, call
-from ..endpoints import Endpoints
+from ..engine.delivery import Duplicate, call
+from ..engine.limits import LaneName
 from ..errors import AmbiguousWriteError, APIError, PermissionDeniedError, TransportError
-from ..limits import LaneName
 from ._decode import convert, decode_json
 from ._query import check_int_range
+from .endpoints import Endpoints
 from .paginator import Page, PageToken, Paginator
 
 __all__ = ["Group", "Written", "check_paging", "segment"]

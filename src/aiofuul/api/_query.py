@@ -1,7 +1,7 @@
 """The rules of the query values of :mod:`aiofuul.api`, in one place: each is refused
 before any request, with an error naming the field and the rule.
 
-Every string value is held to :func:`aiofuul.validation.check_query_value`, the rule of
+Every string value is held to :func:`aiofuul.wire.validation.check_query_value`, the rule of
 every query value of the client (the events' ``project_id`` and ``event_id`` too).
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Collection, Iterable
 from datetime import date, datetime, timezone
 
 from ..errors import ValidationError
-from ..models import User
-from ..validation import check_query_value, check_user
+from ..wire.models import User
+from ..wire.validation import check_query_value, check_user
 
 __all__ = [
     "check_choice",

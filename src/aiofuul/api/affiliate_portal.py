@@ -8,8 +8,8 @@ from datetime import date, datetime
 from typing import Any
 
 from ..errors import ValidationError
-from ..models import User
-from ..validation import check_user
+from ..wire.models import User
+from ..wire.validation import check_user
 from ._group import Group
 from ._query import check_choice, moment
 

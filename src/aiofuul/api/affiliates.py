@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from ..errors import NotFoundError
-from ..models import User
-from ..validation import check_user
+from ..wire.models import User
+from ..wire.validation import check_user
 from ._decode import Answer, Text, Timestamp
 from ._group import Group, segment
 from ._query import check_query_value

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ValidationError
-from ..models import User
-from ..validation import check_user
+from ..wire.models import User
+from ..wire.validation import check_user
 from ._decode import Answer, Text, convert_list
 from ._group import Group, Written, segment
 from ._query import check_query_value, user_query

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from ..models import User
+from ..wire.models import User
 from ._decode import Answer, Text, Timestamp, convert_list
 from ._group import Group, check_paging
 from ._query import check_choice, user_query

@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 from ..errors import ValidationError
-from ..models import User
-from ..validation import check_user
+from ..wire.models import User
+from ..wire.validation import check_user
 from ._decode import Answer, convert_list
 from ._group import Group, check_paging
 from ._query import check_choice, check_query_value, comma_list, moment

@@ -9,8 +9,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from ..models import User
-from ..validation import check_user
+from ..wire.models import User
+from ..wire.validation import check_user
 from ._decode import Answer, Text, Timestamp, convert_list
 from ._group import Group, check_paging, segment
 from ._query import check_choice, check_query_value, comma_list, moment, user_query

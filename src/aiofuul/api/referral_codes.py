@@ -9,8 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 from ..errors import ValidationError
-from ..models import User
-from ..validation import check_user
+from ..wire.models import User
+from ..wire.validation import check_user
 from ._decode import Answer, Timestamp
 from ._group import Group, Written, check_paging, segment
 from ._query import check_int_range, check_query_value, user_query

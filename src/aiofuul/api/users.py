@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from ..errors import ValidationError
-from ..models import User
-from ..validation import check_user
+from ..wire.models import User
+from ..wire.validation import check_user
 from ._decode import Answer
 from ._group import Group, Written
 from ._query import check_query_value, user_query

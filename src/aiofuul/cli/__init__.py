@@ -20,14 +20,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from . import demo as demo
-from . import export as export
-from . import importer as importer
-from . import outbox as outbox
-from . import referrers as referrers
-from . import send as send
-from . import serve as serve
-from . import status as status
+from . import demo, export, importer, outbox, referrers, send, serve, status
 from ._common import EXIT_INTERRUPTED, EXIT_USAGE, describe_error
 
 __all__ = ["build_parser", "main"]

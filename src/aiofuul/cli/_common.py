@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from ..client import FuulClient
 from ..config import ClientConfig, RetryPolicy
+from ..engine.limits import Limits
 from ..errors import (
     APIError,
     AuthenticationError,
@@ -23,9 +24,8 @@ from ..errors import (
     TransportError,
     ValidationError,
 )
-from ..limits import Limits
 from ..sandbox.cli import add_limit_arguments, parse_time_scale
-from ..transport import AiohttpTransport, InsecureURLError, resolve_base_url
+from ..wire.transport import AiohttpTransport, InsecureURLError, resolve_base_url
 from ._patience import DEFAULT_GIVE_UP, GaveUp, Watched, WatchedTransport
 
 __all__ = [

@@ -19,8 +19,8 @@ from typing import Literal
 import msgspec
 
 from ..errors import ValidationError
-from ..models import User
 from ..referrers import ReferrerRow
+from ..wire.models import User
 from ._checkpoint import Fingerprint, write_atomically
 from ._common import CLIError
 

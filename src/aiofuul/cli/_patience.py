@@ -23,7 +23,7 @@ from types import TracebackType
 
 from ..client import FuulClient
 from ..errors import TransportError
-from ..transport import Response, Transport
+from ..wire.transport import Response, Transport
 
 __all__ = ["DEFAULT_GIVE_UP", "FIRST_NOTICE", "GaveUp", "Watched", "WatchedTransport"]
 
@@ -45,7 +45,7 @@ _Key = tuple[str, str, bytes | None, tuple[tuple[str, str], ...]]
 
 
 class WatchedTransport:
-    """A :class:`~aiofuul.transport.Transport` around another, watching for silence.
+    """A :class:`~aiofuul.wire.transport.Transport` around another, watching for silence.
 
     Example::
 

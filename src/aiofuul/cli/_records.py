@@ -1,6 +1,6 @@
 """The input of ``aiofuul import``: JSON Lines or CSV records to validated events.
 
-Every record is checked by :func:`aiofuul.validation.validate_event`, the rules the
+Every record is checked by :func:`aiofuul.wire.validation.validate_event`, the rules the
 client and the sandbox run; this module only reads the formats. A record without a
 ``dedup_id`` gets :func:`derive_dedup_id`, a hash of its content, so a rerun sends
 the same id and the server skips what it already has.
@@ -25,8 +25,8 @@ from typing import IO, Literal
 import msgspec
 
 from ..errors import ValidationError
-from ..models import Event
-from ..validation import validate_event
+from ..wire.models import Event
+from ..wire.validation import validate_event
 from ._common import CLIError
 from ._values import arg_key, parse_arg_value, parse_timestamp
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..bulk import Importer, ImportResult
 from ..client import FuulClient
-from ..models import Event
+from ..wire.models import Event
 from ._checkpoint import Checkpoint
 from ._output import Progress, bar, fmt_duration
 from ._records import Record

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import msgspec
 
-from ..models import ArgValue
+from ..wire.models import ArgValue
 
 __all__ = [
     "ARG_VALUE_RULES",

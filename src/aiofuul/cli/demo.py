@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from ..client import FuulClient
 from ..config import ClientConfig
-from ..limits import DEFAULT_LIMITS
-from ..models import MAX_BATCH_EVENTS, User
+from ..engine.limits import DEFAULT_LIMITS
 from ..sandbox import Sandbox
+from ..wire.models import MAX_BATCH_EVENTS, User
 from ._api_minutes import InApiMinutes
 from ._common import EXIT_FAILED, EXIT_OK, CLIError, add_time_scale_argument
 from ._output import Progress, bar, fmt_duration

@@ -30,7 +30,7 @@ from ..api.payouts import Movement, PayoutsByConversion, ReferralEarning
 from ..api.referral_codes import ReferralCode
 from ..client import FuulClient
 from ..errors import PermissionDeniedError, ValidationError
-from ..models import User
+from ..wire.models import User
 from ._checkpoint import write_atomically
 from ._common import EXIT_INTERRUPTED, EXIT_OK, CLIError, add_client_arguments, open_client
 from .send import add_user_arguments

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..models import MAX_BATCH_EVENTS
+from ..wire.models import MAX_BATCH_EVENTS
 from ._checkpoint import Checkpoint, Fingerprint
 from ._common import (
     EXIT_FAILED,

@@ -11,14 +11,14 @@ import re
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ..outbox import (
+from ..storage.outbox import (
     DeadLetter,
     dead_letters,
     pending_count,
     purge_dead_letters,
     requeue_dead_letters,
 )
-from ..redis_outbox import is_redis_url
+from ..storage.redis_outbox import is_redis_url
 from ._common import EXIT_FAILED, EXIT_OK, CLIError, add_client_arguments, open_client
 
 __all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
@@ -117,7 +117,7 @@ def _run_file(ns: argparse.Namespace) -> int:
 
 
 def _key_hash(ns: argparse.Namespace) -> str:
-    from ..redis_limiter import key_hash
+    from ..engine.redis_limiter import key_hash
 
     if ns.key_hash is not None and ns.action != "retry":
         if not re.fullmatch(r"[0-9a-f]{16}", ns.key_hash.lower()):
@@ -142,7 +142,7 @@ def _redis(call: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def _run_redis(ns: argparse.Namespace) -> int:
-    from .. import redis_outbox_admin as admin
+    from ..storage import redis_outbox_admin as admin
 
     url, hashed = ns.file, _key_hash(ns)
     if ns.action == "list":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from ..models import User
+from ..wire.models import User
 from ._common import EXIT_OK, add_client_arguments, open_client
 from ._output import wrap
 from ._values import ARG_VALUE_RULES, TIMESTAMP_RULES, parse_key_value, timestamp_arg

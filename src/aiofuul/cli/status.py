@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from ..models import User
+from ..wire.models import User
 from ._common import EXIT_FAILED, EXIT_OK, CLIError, add_client_arguments, open_client
 from .send import add_user_arguments
 

@@ -6,7 +6,7 @@ Glossary (the module that owns each piece of state in brackets):
 
 accept
     ``track()`` takes a checked event: the ledger counts it in ``tracked`` and stamps
-    it (a :class:`~aiofuul.ledger.Pending`), the backlog queues it. Nothing accepted is
+    it (a :class:`~aiofuul.engine.ledger.Pending`), the backlog queues it. Nothing accepted is
     ever lost silently: it is settled, once. [``ledger.py``: ``tracked``, stamps]
 queue (the backlog)
     The accepted events waiting to be sent, in acceptance order, retries at the front,
@@ -23,7 +23,7 @@ adopt
 lane
     One endpoint (``single`` = ``POST /v1/events``, ``batch``, ``status``,
     ``pipeline``, ``conversions``) with its limiters, counters, health (a refusal, its
-    probe backoff, the slow-start window). Code passes :class:`~aiofuul.lanes.Lane`
+    probe backoff, the slow-start window). Code passes :class:`~aiofuul.engine.lanes.Lane`
     objects; the scheduler, which holds none, names the two event lanes by an
     ``EventLane`` literal. [``lanes.py``]
 slot

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from ..models import IDENTIFIER_TYPES
+from ..wire.models import IDENTIFIER_TYPES
 from .parsing import BadRequest
 
 __all__ = ["Param", "judge_body", "judge_query", "numbered", "ts"]

@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
-from ..limits import LaneName
-from ..models import User
+from ..engine.limits import LaneName
+from ..wire.models import User
 from .api_query import Param, judge_query, numbered
 from .claims import audiences, checks, claim_history, claim_totals, claimable, portal
 from .movements import iso as _iso

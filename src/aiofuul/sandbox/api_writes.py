@@ -25,8 +25,8 @@ from typing import Any
 
 import msgspec
 
-from ..limits import LaneName
-from ..models import User
+from ..engine.limits import LaneName
+from ..wire.models import User
 from .api_query import Param, judge_body, judge_query
 from .api_reads import _code_row, key_refusal
 from .parsing import BadRequest

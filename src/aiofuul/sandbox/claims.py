@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..models import User
+from ..wire.models import User
 from .api_query import numbered
 from .movements import iso as _iso
 from .state import ClaimCheck, FuulState

@@ -13,7 +13,7 @@ import math
 import signal
 from collections.abc import Sequence
 
-from ..limits import DEFAULT_LIMITS, Limits, RateLimit
+from ..engine.limits import DEFAULT_LIMITS, Limits, RateLimit
 from .faults import Faults
 from .sends import SEND_SCOPES
 from .server import Sandbox

@@ -1,7 +1,7 @@
 """The sandbox's own judgement of an event: the variants the vendor documents, nothing else.
 
 Written from the published documentation (``API-NOTES.md``, "Documented variants"),
-independently of :mod:`aiofuul.validation`: shared rules would hide a client rule
+independently of :mod:`aiofuul.wire.validation`: shared rules would hide a client rule
 stricter than the docs from every test. It plays a strict server: every documented shape
 is accepted (``args.value`` as a bare number too, as the SDK's browser events send it);
 anything else is refused with messages naming the field, ``"args.value.currency: ..."``.
@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from ..models import Event, User
+from ..wire.models import Event, User
 
 __all__ = ["CURRENCY_NAMES", "USER_TYPES", "judge_event", "judge_identifier_type", "judge_text"]
 

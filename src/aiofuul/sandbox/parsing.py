@@ -1,8 +1,8 @@
 """Request bodies and queries to events, with the API's 400 messages.
 
-Decoding is msgspec's (:func:`aiofuul.models.decode_event`, ``decode_batch``); every rule
+Decoding is msgspec's (:func:`aiofuul.wire.models.decode_event`, ``decode_batch``); every rule
 beyond the types is the sandbox's own table of the documented variants
-(:mod:`aiofuul.sandbox.documented`), never the client's :mod:`aiofuul.validation`: a
+(:mod:`aiofuul.sandbox.documented`), never the client's :mod:`aiofuul.wire.validation`: a
 client rule stricter than the docs must show up as a difference in tests. Messages are
 shaped like the API's, and every message about one event of a batch starts with its
 index: ``[3].user.identifier: ...``.
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from ..models import MAX_BATCH_EVENTS, Event, decode_batch, decode_event
+from ..wire.models import MAX_BATCH_EVENTS, Event, decode_batch, decode_event
 from .documented import judge_event, judge_identifier_type, judge_text
 
 __all__ = [

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..models import Event
+from ..wire.models import Event
 from .movements import iso as _iso
 from .movements import movement_row, pipeline_payout
 from .parsing import parse_pipeline_query, parse_status_query

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
-from ..limits import LaneName
-from ..models import Event, required_scope
+from ..engine.limits import LaneName
+from ..wire.models import Event, required_scope
 from .parsing import parse_batch, parse_event
 from .store import EventStore
 

@@ -4,7 +4,7 @@ It stores what it is sent, answers with the API's statuses and bodies, enforces 
 rate limits per key and per endpoint and the send scopes per event, and injects failures
 on demand (see :class:`~aiofuul.sandbox.Faults`). It judges events by its own table of
 the variants the vendor documents (:mod:`aiofuul.sandbox.documented`), not by the
-client's :mod:`aiofuul.validation`: a client rule stricter than the docs shows up as a
+client's :mod:`aiofuul.wire.validation`: a client rule stricter than the docs shows up as a
 client refusal of something the sandbox accepts.
 
 Endpoints: ``POST events``, ``POST events/batch``, ``GET events/status``,
@@ -40,8 +40,8 @@ from typing import Any
 import msgspec
 from aiohttp import hdrs, web
 
-from ..limits import DEFAULT_LIMITS, LaneName, Limits
-from ..models import Event
+from ..engine.limits import DEFAULT_LIMITS, LaneName, Limits
+from ..wire.models import Event
 from .api_reads import API_LANES, ROUTES, answer_route
 from .api_writes import WRITES, answer_write
 from .exchange import MAX_BODY, Exchange, RecordedRequest, drop

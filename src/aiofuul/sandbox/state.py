@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ..models import Event, User
+from ..wire.models import Event, User
 from .reads import _conversion_of
 from .store import EventStore
 

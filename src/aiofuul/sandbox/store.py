@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from ..models import Event
+from ..wire.models import Event
 
 __all__ = ["EventStore", "StoredEvent"]
 

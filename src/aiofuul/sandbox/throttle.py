@@ -7,7 +7,7 @@ import time
 from email.utils import formatdate
 from typing import Literal
 
-from ..limits import LaneName, Limits, RateLimit, SlidingWindowLimiter
+from ..engine.limits import LaneName, Limits, RateLimit, SlidingWindowLimiter
 
 __all__ = ["RetryAfter", "Throttle", "retry_after_value"]
 

@@ -2,7 +2,7 @@
 
 This module is the one description of what goes over the wire: the client encodes
 with it, and the sandbox server decodes with it. The rules a value must obey beyond
-its type (lengths, identifier formats, timestamps) live in :mod:`aiofuul.validation`.
+its type (lengths, identifier formats, timestamps) live in :mod:`aiofuul.wire.validation`.
 
 Example::
 

@@ -6,7 +6,7 @@ as ``event_status``, ``event_pipeline``, ``wait_for_pipeline`` and ``conversions
 Answers are decoded leniently: Fuul does not publish their full shapes, so unknown
 fields are kept (``raw``) and a missing one is None, never an error. A 2xx whose body is
 not such an answer at all (an HTML page from a proxy) is retried like any failure, by
-the one retry loop (:func:`aiofuul.delivery.call`).
+the one retry loop (:func:`aiofuul.engine.delivery.call`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from typing import TypeVar
 
 import msgspec
 
-from .config import RetryPolicy
-from .delivery import Delivered, Duplicate, call
-from .endpoints import Endpoints, project_query
-from .errors import NotFoundError, TransportError, ValidationError
-from .lanes import Lane
-from .models import (
+from ..config import RetryPolicy
+from ..engine.delivery import Delivered, Duplicate, call
+from ..engine.lanes import Lane
+from ..errors import NotFoundError, TransportError, ValidationError
+from ..wire.models import (
     DECODE_ERRORS,
     Conversion,
     EventPipeline,
@@ -31,8 +30,9 @@ from .models import (
     decode_conversions,
     decode_pipeline,
 )
-from .transport import Transport
-from .validation import check_dedup_id, check_name, check_query_value, check_user
+from ..wire.transport import Transport
+from ..wire.validation import check_dedup_id, check_name, check_query_value, check_user
+from .endpoints import Endpoints, project_query
 
 T = TypeVar("T")
 

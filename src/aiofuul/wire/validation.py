@@ -8,10 +8,10 @@ may accept. The rules come in three tiers, and every refusal says which:
    identifier type outside the documented set, ``args`` or ``metadata`` that are not
    JSON (non-string keys, NaN or infinity, ints beyond 64 bits, arbitrary objects), a
    timestamp that is not milliseconds, an event nobody can be credited with, an event
-   larger than :data:`~aiofuul.models.MAX_EVENT_BYTES` once encoded (80 KiB: a batch of
+   larger than :data:`~aiofuul.wire.models.MAX_EVENT_BYTES` once encoded (80 KiB: a batch of
    100 must fit the server's request cap). ``args`` and ``metadata`` have a module of
-   their own, :mod:`aiofuul.payload` (JSON, copies, size caps).
-2. **Known shapes** of the standard ``args`` keys (:mod:`aiofuul.shapes`): every shape a
+   their own, :mod:`aiofuul.wire.payload` (JSON, copies, size caps).
+2. **Known shapes** of the standard ``args`` keys (:mod:`aiofuul.wire.shapes`): every shape a
    Fuul document shows passes as written; any other is sent with one warning per shape,
    or refused with ``ClientConfig(strict=True)``.
 3. **Identifier formats** (evm hex, base58, ...): on by default, off with
@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from .errors import ValidationError
+from ..errors import ValidationError
 from .models import (
     IDENTIFIER_TYPES,
     MAX_BATCH_EVENTS,
@@ -292,7 +292,7 @@ _EXTRA_FIELDS_BYTES = 512
 
 
 def _check_event_size(event: Event, metadata: int) -> None:
-    """The whole event within :data:`~aiofuul.models.MAX_EVENT_BYTES`: its args are
+    """The whole event within :data:`~aiofuul.wire.models.MAX_EVENT_BYTES`: its args are
     within theirs, the rest is bounded from its parts, and the event is encoded only when
     the bound says it might not fit."""
     texts = (

@@ -1,7 +1,7 @@
 """Managing a fleet's Redis outbox from outside (``aiofuul outbox redis://... ...``): its
 backlog, and its dead letters (listed, moved back to be sent again, or purged).
 
-An outbox is named by the hash of its API key (:func:`~aiofuul.redis_limiter.key_hash`),
+An outbox is named by the hash of its API key (:func:`~aiofuul.engine.redis_limiter.key_hash`),
 so every function takes that hash, never the key.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 
 import msgspec
 
+from ..engine.redis_limiter import connect
+from ..wire.models import encode_event
 from ._redis_url import parse_redis_url
-from .models import encode_event
 from .outbox import DeadLetter
-from .redis_limiter import connect
 from .redis_outbox import GROUP, WRITE_SCRIPT, outbox_keys
 
 __all__ = [

@@ -1,16 +1,16 @@
 """What the endpoint methods of :class:`~aiofuul.FuulClient` (the direct sends of
-:mod:`~aiofuul.writes`, the reads of :mod:`~aiofuul.reads`) need of the client, declared
+:mod:`~aiofuul.api.events_writes`, the reads of :mod:`~aiofuul.api.events_reads`) need of the client, declared
 once, and the one rule for the ``?project_id=`` query any request may carry.
 """
 
 from __future__ import annotations
 
-from .config import ClientConfig
-from .events import EventFactory
-from .lanes import Lane
-from .limits import LaneName
-from .transport import Transport
-from .validation import check_query_value
+from ..config import ClientConfig
+from ..engine.events import EventFactory
+from ..engine.lanes import Lane
+from ..engine.limits import LaneName
+from ..wire.transport import Transport
+from ..wire.validation import check_query_value
 
 __all__ = ["Endpoints", "project_query"]
 
@@ -20,7 +20,7 @@ def project_query(
 ) -> dict[str, str] | None:
     """``params`` with ``project_id`` added when one is named, as the official SDK sends
     it (``?project_id=``). ``project_id`` is held to the rule of every query value
-    (:func:`~aiofuul.validation.check_query_value`): a non-str, an empty one or one the
+    (:func:`~aiofuul.wire.validation.check_query_value`): a non-str, an empty one or one the
     URL library would alter is refused (:class:`~aiofuul.ValidationError`) before any
     request is made."""
     if project_id is None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import ValidationError
+from ..errors import ValidationError
 from .models import Amount, Currency
 
 __all__ = ["METADATA_KEYS", "STANDARD_ARGS", "check_shape", "undocumented"]

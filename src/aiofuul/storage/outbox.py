@@ -41,9 +41,9 @@ from typing import IO
 
 import msgspec
 
-from .errors import ClientStateError, UndeliveredError
-from .ledger import Feed, Settlement
-from .models import Event, decode_event, encode_event
+from ..engine.ledger import Feed, Settlement
+from ..errors import ClientStateError, UndeliveredError
+from ..wire.models import Event, decode_event, encode_event
 
 __all__ = [
     "DeadLetter",

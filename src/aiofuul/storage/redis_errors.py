@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-from .errors import ConfigurationError, FuulError
+from ..errors import ConfigurationError, FuulError
 
 __all__ = [
     "RedisBusyError",

@@ -1,8 +1,8 @@
 """The requests under way: each runs as a task that holds a slot of its lane, sends
-its events with :func:`~aiofuul.delivery.deliver`, and hands the outcome to the sender.
+its events with :func:`~aiofuul.engine.delivery.deliver`, and hands the outcome to the sender.
 
 With a shared (Redis) limiter a request waits for its shared slot before it takes its
-events (see :mod:`aiofuul.scheduler`): meanwhile they stay queued, *promised* to it.
+events (see :mod:`aiofuul.engine.scheduler`): meanwhile they stay queued, *promised* to it.
 A task's bookkeeping lives in its done callback, which runs however it ended (even
 cancelled before its first step, when the loop shuts down).
 """
@@ -13,14 +13,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from ..errors import BadRequestError, FuulError, UndeliveredError
+from ..wire.models import encode_batch_in_steps, encode_event
+from ..wire.transport import Transport
 from .backlog import Backlog
 from .delivery import Outcome, Rejected, Retry, accept_batch, accept_event, deliver
-from .errors import BadRequestError, FuulError, UndeliveredError
 from .lanes import Lane
 from .ledger import Pending
-from .models import encode_batch_in_steps, encode_event
 from .scheduler import Launch
-from .transport import Transport
 
 __all__ = ["Flight", "Flights", "Promises"]
 
@@ -49,7 +49,7 @@ class Flight:
 
 class Promises:
     """Events promised to requests that wait for their shared slot (see
-    :mod:`aiofuul.scheduler`): per lane, how many events and how many requests."""
+    :mod:`aiofuul.engine.scheduler`): per lane, how many events and how many requests."""
 
     def __init__(self, lanes: tuple[Lane, Lane], max_waiting: int):
         self._events = dict.fromkeys(lanes, 0)

@@ -1,5 +1,5 @@
 """What a request's answer does to its events: the one place an outcome of
-:func:`~aiofuul.delivery.deliver` changes the queue and the counters.
+:func:`~aiofuul.engine.delivery.deliver` changes the queue and the counters.
 
 Delivered and duplicate events are settled; a 429 puts them back at the front; a
 failure retries them later (or reports those out of attempts or time); a refused batch
@@ -14,19 +14,19 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from .backlog import Backlog
-from .delivery import Delivered, Duplicate, Outcome, RateLimited, Rejected, Retry, Stopped
-from .errors import (
+from ..errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
     PermissionDeniedError,
     UndeliveredError,
 )
+from ..wire.models import required_scope
+from .backlog import Backlog
+from .delivery import Delivered, Duplicate, Outcome, RateLimited, Rejected, Retry, Stopped
 from .flights import Flight
 from .lanes import Lane
 from .ledger import Pending
-from .models import required_scope
 
 __all__ = ["Outcomes"]
 
@@ -111,7 +111,7 @@ class Outcomes:
         """Refused for the key (401/403/404): the lane is paused and probes again. The
         events wait, charged no attempt (a key revoked for an hour must not spend a
         backlog's attempts in seconds); those past the retry deadline are reported
-        (:meth:`~aiofuul.backlog.Backlog.expire`)."""
+        (:meth:`~aiofuul.engine.backlog.Backlog.expire`)."""
         cause = outcome.cause
         if isinstance(cause, PermissionDeniedError):
             cause = lane.stopped = cause.for_scope(required_scope(items[0].event.name))

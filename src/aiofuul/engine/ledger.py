@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Literal, NoReturn, Protocol
 
 import msgspec
 
-from .errors import UndeliveredError, UndeliveredReason
-from .models import Event
+from ..errors import UndeliveredError, UndeliveredReason
+from ..wire.models import Event
 
 if TYPE_CHECKING:
-    from .config import QueueFullPolicy
+    from ..config import QueueFullPolicy
 
 __all__ = ["Feed", "Journal", "Ledger", "Observer", "OnError", "Pending", "Settlement", "Stats"]
 
@@ -77,7 +77,7 @@ class Stats(msgspec.Struct, frozen=True):
     stands in."""
     handed_off: int = 0
     """Events left at close in a shared (Redis) outbox for another client to deliver,
-    instead of lost (see :mod:`aiofuul.redis_outbox`)."""
+    instead of lost (see :mod:`aiofuul.storage.redis_outbox`)."""
     outbox_down: bool = False
     """True while the outbox cannot be written (Redis unreachable): accepted events
     wait in memory and are written when it is back."""
@@ -115,8 +115,8 @@ Feed = Callable[[list[Event]], None]
 
 class Journal(Protocol):
     """Told of every accepted and every settled event (the durable outbox: a SQLite
-    file, :class:`~aiofuul.outbox.Outbox`, or a Redis stream shared by a fleet,
-    :class:`~aiofuul.redis_outbox.RedisOutbox`)."""
+    file, :class:`~aiofuul.storage.outbox.Outbox`, or a Redis stream shared by a fleet,
+    :class:`~aiofuul.storage.redis_outbox.RedisOutbox`)."""
 
     #: True while events cannot be written (see ``Stats.outbox_down``).
     down: bool

@@ -16,7 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from .config import ClientConfig
+from ..config import ClientConfig
 
 __all__ = ["OverloadMonitor"]
 

@@ -1,7 +1,7 @@
 """The direct sends of :class:`~aiofuul.FuulClient`: ``POST /v1/events`` and
 ``POST /v1/events/batch`` now, awaited, through the one retry loop
-(:func:`aiofuul.delivery.call`), for code that must know the answer before it goes on.
-``track()`` queues instead (:mod:`aiofuul.sender`).
+(:func:`aiofuul.engine.delivery.call`), for code that must know the answer before it goes on.
+``track()`` queues instead (:mod:`aiofuul.engine.sender`).
 """
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .delivery import Duplicate, accept_batch, accept_event, call
-from .endpoints import Endpoints, project_query
-from .errors import PermissionDeniedError
-from .events import EventFields
-from .models import (
+from ..engine.delivery import Duplicate, accept_batch, accept_event, call
+from ..engine.events import EventFields
+from ..errors import PermissionDeniedError
+from ..wire.models import (
     BatchResult,
     Event,
     SendResult,
@@ -22,6 +21,7 @@ from .models import (
     encode_event,
     required_scope,
 )
+from .endpoints import Endpoints, project_query
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

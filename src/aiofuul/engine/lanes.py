@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 
-from .config import RetryPolicy
-from .errors import APIError, FuulError
+from ..config import RetryPolicy
+from ..errors import APIError, FuulError
 from .limits import LaneName, Limits, RateLimit, SlidingWindowLimiter
 from .redis_limiter import RedisLimiter
 

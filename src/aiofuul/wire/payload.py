@@ -1,14 +1,14 @@
 """Args and metadata: JSON the API can read, copied, within the size caps; and the text
 rule every string field obeys (:func:`check_text`).
 
-Tier 1 of validation (see :mod:`aiofuul.validation`) for the two free-form fields:
+Tier 1 of validation (see :mod:`aiofuul.wire.validation`) for the two free-form fields:
 string keys, ints within 64 bits, finite floats, at most 32 levels deep, no arbitrary
 objects; dicts and lists are copied (the caller may change its dict after ``track()``
 returns), str and int subclasses (Enums) become the plain values they hold.
 
 And sizes: ``args`` take at most :data:`MAX_ARGS_BYTES` (64 KiB) as JSON, ``args`` and
 ``metadata`` hold at most :data:`MAX_ITEMS` values each, so that an event stays within
-:data:`~aiofuul.models.MAX_EVENT_BYTES` and a full batch within the server's request cap.
+:data:`~aiofuul.wire.models.MAX_EVENT_BYTES` and a full batch within the server's request cap.
 The size is bounded from both sides while the value is walked (:class:`_Size`), so a
 huge value is refused as soon as it surely cannot fit, before it is walked in full, and
 a value is encoded to be measured only when the bounds disagree.
@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import ValidationError
+from ..errors import ValidationError
 from .models import MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, Amount, Currency
 from .shapes import METADATA_KEYS, STANDARD_ARGS, check_shape, undocumented
 
@@ -350,7 +350,7 @@ def check_metadata(metadata: object, *, strict: bool = False) -> dict[str, Any] 
     """``metadata`` of a tracking event: None, or a mapping of string keys to JSON values;
     the known keys (``tracking_id``, ``affiliate_id``, ``referrer_url``, ``project_id``,
     ``source``, ``category``, ``title``, ``tag``) are strings. Unknown keys pass. At most
-    :data:`~aiofuul.models.MAX_EVENT_BYTES` once encoded."""
+    :data:`~aiofuul.wire.models.MAX_EVENT_BYTES` once encoded."""
     return sized_metadata(metadata, strict)[0]
 
 

@@ -2,7 +2,7 @@
 
 ``FuulClient(outbox="redis://redis:6379/0")`` keeps every accepted event in a Redis
 stream named by a hash of the API key (never the key), shared by every worker using
-that key. Like the SQLite outbox (:mod:`aiofuul.outbox`), ``track()`` only appends to
+that key. Like the SQLite outbox (:mod:`aiofuul.storage.outbox`), ``track()`` only appends to
 a list; a writer task writes what arrived every ``commit_interval`` (50 ms), in Lua
 script calls of ``commit_size`` (1,000) events; ``flush()`` waits for the write.
 
@@ -22,11 +22,11 @@ script calls of ``commit_size`` (1,000) events; ``flush()`` waits for the write.
   (``max_queue`` bounds them), one log line per change of state and
   ``stats().outbox_down``; they are written when it is back. A full Redis still takes
   the acknowledgements (they come first, and free room), the heartbeat and adoption
-  (see :mod:`aiofuul._redis_outbox_scripts`). After an outage, adoption waits
+  (see :mod:`aiofuul.storage._redis_outbox_scripts`). After an outage, adoption waits
   ``adopt_after`` more, so that every live worker has refreshed its heartbeat.
 - Misconfigured (a wrong password, an ACL without scripting or the stream commands,
   TLS): :meth:`RedisOutbox.check`, run by ``start()``, raises
-  :class:`~aiofuul.redis_errors.RedisRefusedError`; found later, it is logged once as
+  :class:`~aiofuul.storage.redis_errors.RedisRefusedError`; found later, it is logged once as
   an error and treated as an outage. An unknown URL option is refused at once.
 - Handed off at close are only events Redis is known to hold (each checked by
   :meth:`RedisOutbox.commit`); a stream gone with a restart of Redis without
@@ -53,16 +53,16 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from ..engine.ledger import Feed
+from ..engine.redis_limiter import RedisLimiter, connect, key_hash
+from ..errors import UndeliveredError
+from ..wire.models import Event, encode_event
 from . import _redis_outbox_scripts as scripts
 from ._redis_outbox_held import Holdings
 from ._redis_outbox_scripts import GROUP, OutboxKeys, decode_entries, is_redis_url, outbox_keys
 from ._redis_url import RedisUrl, parse_redis_url
-from .errors import UndeliveredError
-from .ledger import Feed
-from .models import Event, encode_event
 from .outbox import DeadLetter
 from .redis_errors import SharedRedisError, classify, refused_at_start
-from .redis_limiter import RedisLimiter, connect, key_hash
 
 __all__ = ["GROUP", "OutboxKeys", "RedisOutbox", "check_shared", "is_redis_url", "outbox_keys"]
 
@@ -177,7 +177,7 @@ class RedisOutbox:
     async def check(self) -> None:
         """At start: run every script on probe keys of ours, which needs everything the
         outbox needs (auth, the ACL's scripting and stream commands on our keys, TLS).
-        Raises :class:`~aiofuul.redis_errors.RedisRefusedError` when Redis refuses us;
+        Raises :class:`~aiofuul.storage.redis_errors.RedisRefusedError` when Redis refuses us;
         down or full, the client starts degraded (logged)."""
         try:
             probe = f"{self.keys.stream}:probe:{secrets.token_hex(4)}"  # this client's own
@@ -399,7 +399,7 @@ class RedisOutbox:
 
 async def check_shared(limiter: RedisLimiter | None, journal: object) -> None:
     """``start()``'s check of a Redis limiter and a Redis outbox (when there are):
-    raises :class:`~aiofuul.redis_errors.RedisRefusedError` naming what Redis refuses."""
+    raises :class:`~aiofuul.storage.redis_errors.RedisRefusedError` naming what Redis refuses."""
     checks = [limiter.check()] if limiter is not None else []
     if isinstance(journal, RedisOutbox):
         checks.append(journal.check())

@@ -6,7 +6,7 @@ Everything the client sends goes through one :class:`Transport`: by default an
 :class:`AiohttpTransport`; in unit tests, :class:`aiofuul.testing.MockTransport` (no
 network); anything else with the same two methods will do.
 
-What an answer means is decided in one place, :func:`aiofuul.delivery.judge`.
+What an answer means is decided in one place, :func:`aiofuul.engine.delivery.judge`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import aiohttp
 import msgspec
 import yarl
 
-from ._version import __version__
-from .errors import (
+from .._version import __version__
+from ..errors import (
     APIError,
     ConfigurationError,
     ConnectError,

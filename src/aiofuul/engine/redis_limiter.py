@@ -8,7 +8,7 @@ requests of the last period, timed by Redis's own clock so the workers' clocks d
 matter. Like the local limiter, a request counts from when its response arrived: it is
 held at "now + timeout" while in flight and moved to the release time after.
 
-When Redis cannot serve it (see :mod:`aiofuul.redis_errors`: down, busy such as out of
+When Redis cannot serve it (see :mod:`aiofuul.storage.redis_errors`: down, busy such as out of
 memory, or refused such as an ACL without scripting) the client keeps going on its
 local limiter at ``fallback_fraction`` of each limit (a quarter by default: safe for
 four workers), says so in ``stats().shared_limiter_down`` and in one log line per change
@@ -18,7 +18,7 @@ that took nothing (a "wait") proves no write works, so a Redis that answers but
 refuses writes never flaps. A full Redis (``maxmemory``) still serves it: both
 scripts start with a removal, which Redis takes when full (see ``_RELEASE``).
 :meth:`RedisLimiter.check` (run by ``start()``) raises
-:class:`~aiofuul.redis_errors.RedisRefusedError` instead when Redis refuses us at
+:class:`~aiofuul.storage.redis_errors.RedisRefusedError` instead when Redis refuses us at
 start. Any other error Redis answers is a bug and is raised.
 
 Needs ``redis`` (``pip install 'aiofuul[redis]'``).
@@ -33,9 +33,9 @@ import secrets
 import time
 from typing import Any
 
-from ._redis_url import RedisUrl, parse_redis_url
+from ..storage._redis_url import RedisUrl, parse_redis_url
+from ..storage.redis_errors import SharedRedisError, classify, refused_at_start
 from .limits import RateLimit, SlidingWindowLimiter
-from .redis_errors import SharedRedisError, classify, refused_at_start
 
 __all__ = ["RedisLimiter", "connect", "key_hash", "key_prefix"]
 
@@ -107,11 +107,11 @@ def connect(
     retry_once: bool = False,
 ) -> Any:
     """A Redis client on a small pool of its own for ``url`` (checked by
-    :func:`~aiofuul._redis_url.parse_redis_url`). ``feature`` names what needs
+    :func:`~aiofuul.storage._redis_url.parse_redis_url`). ``feature`` names what needs
     ``redis`` in the error raised when it is not installed. ``retry_once``: a command
     whose connection broke is sent once more on a new one (after a restart of Redis,
     each pooled connection breaks once), so only for commands that may run twice.
-    What its errors mean: :func:`~aiofuul.redis_errors.classify`."""
+    What its errors mean: :func:`~aiofuul.storage.redis_errors.classify`."""
     try:
         import redis.asyncio as aioredis
         from redis import exceptions as rx
@@ -200,7 +200,7 @@ class RedisLimiter:
     async def check(self) -> None:
         """At start: take (and let expire) a slot on a probe key of ours, which needs
         everything :meth:`acquire` needs (auth, the ACL's scripting and sorted-set
-        commands on our keys, TLS). Raises :class:`~aiofuul.redis_errors.RedisRefusedError`
+        commands on our keys, TLS). Raises :class:`~aiofuul.storage.redis_errors.RedisRefusedError`
         when Redis refuses us; down or busy, the client starts degraded (logged)."""
         probe = [("probe", RateLimit(1_000_000, 0.001))]
         keys, args = self._keys(probe)

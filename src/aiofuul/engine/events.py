@@ -1,10 +1,10 @@
 """From ``track()``'s arguments to a checked :class:`~aiofuul.Event`, on the hot path.
 
 The common case (a short ASCII name, a user seen before, small args) is decided
-inline; the ``check_*`` functions of :mod:`aiofuul.validation` own the rules and the
+inline; the ``check_*`` functions of :mod:`aiofuul.wire.validation` own the rules and the
 messages, and run whenever the inline test is not conclusive. Events with tracking
 fields (``metadata``, signatures, ...) or without a user take the full
-:func:`~aiofuul.validation.validate_event` path.
+:func:`~aiofuul.wire.validation.validate_event` path.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from .errors import ValidationError
-from .models import Conversion, Event, User
-from .validation import (
+from ..errors import ValidationError
+from ..wire.models import Conversion, Event, User
+from ..wire.validation import (
     check_args,
     check_dedup_id,
     check_name,

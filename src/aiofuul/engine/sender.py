@@ -1,12 +1,12 @@
 """The background sender behind ``track()``: a bounded queue and one worker task.
 
 The worker wakes on a new event, a finished request, a flush, a close, or the time the
-next slot frees; each time it asks :func:`~aiofuul.scheduler.decide` what to start,
-starts it, and sleeps again. Each request runs :func:`~aiofuul.delivery.deliver` in a
+next slot frees; each time it asks :func:`~aiofuul.engine.scheduler.decide` what to start,
+starts it, and sleeps again. Each request runs :func:`~aiofuul.engine.delivery.deliver` in a
 slot of its lane, and its outcome is applied to the queue in one place
-(:mod:`~aiofuul.outcomes`). A shutdown timeout bounds every wait, ``Retry-After`` included.
+(:mod:`~aiofuul.engine.outcomes`). A shutdown timeout bounds every wait, ``Retry-After`` included.
 
-Every event ends in exactly one counter of the :class:`~aiofuul.ledger.Ledger`:
+Every event ends in exactly one counter of the :class:`~aiofuul.engine.ledger.Ledger`:
 delivered, duplicate, rejected, failed, dropped, or handed off (left at close in a
 shared outbox, for another client); the last four also reach ``on_error`` and the log.
 """
@@ -20,16 +20,16 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from ..config import ClientConfig
+from ..wire.models import Event
+from ..wire.transport import Transport
 from .backlog import NEVER, Backlog
-from .config import ClientConfig
 from .flights import Flights
 from .lanes import Lane
 from .ledger import Journal, Ledger, OnError, Stats
-from .models import Event
 from .outcomes import Outcomes
 from .overload import OverloadMonitor
 from .scheduler import LaneState, Launch, QueueState, decide, events_to_wake
-from .transport import Transport
 
 __all__ = ["Sender"]
 

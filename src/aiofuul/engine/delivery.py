@@ -20,8 +20,8 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from .config import RetryPolicy
-from .errors import (
+from ..config import RetryPolicy
+from ..errors import (
     AmbiguousWriteError,
     APIError,
     BadRequestError,
@@ -30,9 +30,9 @@ from .errors import (
     RateLimitError,
     TransportError,
 )
+from ..wire.models import DECODE_ERRORS, decode_ingested
+from ..wire.transport import Response, Transport
 from .lanes import Lane
-from .models import DECODE_ERRORS, decode_ingested
-from .transport import Response, Transport
 
 __all__ = [
     "Delivered",

@@ -17,10 +17,10 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from .config import ClientConfig
-from .errors import FuulError, QueueFullError, UndeliveredError, UndeliveredReason
+from ..config import ClientConfig
+from ..errors import FuulError, QueueFullError, UndeliveredError, UndeliveredReason
+from ..wire.models import Event
 from .ledger import Ledger, Pending, Settlement
-from .models import Event
 
 __all__ = ["NEVER", "Backlog"]
 

@@ -1,4 +1,4 @@
-"""The layout of the Redis outbox (:mod:`aiofuul.redis_outbox`) in Redis: its keys, its
+"""The layout of the Redis outbox (:mod:`aiofuul.storage.redis_outbox`) in Redis: its keys, its
 Lua scripts, and the order of their writes, which is what lets a full Redis drain.
 
 With ``maxmemory`` and ``noeviction``, Redis refuses a "denyoom" command (``SET``,
@@ -24,9 +24,9 @@ from typing import Any, NamedTuple, TypeGuard
 
 import msgspec
 
-from .models import Event, decode_event
+from ..engine.redis_limiter import key_prefix
+from ..wire.models import Event, decode_event
 from .redis_errors import classify
-from .redis_limiter import key_prefix
 
 __all__ = [
     "ADOPT",

@@ -12,7 +12,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from .models import Event
+from ..wire.models import Event
 
 __all__ = ["Handoff"]
 
