@@ -21,6 +21,7 @@ from ..wire.models import Event
 from .movements import iso as _iso
 from .movements import movement_row, pipeline_payout
 from .parsing import parse_pipeline_query, parse_status_query
+from .state import conversion_of
 from .store import EventStore, StoredEvent
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def _attribution(
 ) -> dict[str, Any]:
     """The attribution of a processed event to the conversion one of whose triggers
     has its name (none: the conversion fields are null)."""
-    conversion = _conversion_of(conversions, record.event.name)
+    conversion = conversion_of(conversions, record.event.name)
     return {
         "id": _made_up_id(record.id, "attribution"),
         "conversion_id": conversion.get("id"),
@@ -144,17 +145,6 @@ def _attribution(
         "attributor": None,
         "created_at": created_at,
     }
-
-
-def _conversion_of(conversions: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any]:
-    """The first conversion with a trigger named ``name``, or an empty mapping."""
-    for conversion in conversions:
-        triggers = conversion.get("triggers")
-        if isinstance(triggers, list) and any(
-            isinstance(t, Mapping) and t.get("name") == name for t in triggers
-        ):
-            return conversion
-    return {}
 
 
 def _who(event: Event) -> str | None:

@@ -38,10 +38,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..wire.models import Event, User
-from .reads import _conversion_of
 from .store import EventStore
 
-__all__ = ["Affiliate", "ClaimCheck", "Code", "FuulState", "Payout", "Referral"]
+__all__ = ["Affiliate", "ClaimCheck", "Code", "FuulState", "Payout", "Referral", "conversion_of"]
 
 _IDS = uuid.UUID("0b5e9c1e-64a8-4f61-9a63-9a2f0f1d8e21")
 Key = tuple[str, str]
@@ -70,6 +69,17 @@ def _payee(event: Event) -> User | None:
     if event.user_address is not None:
         return User(event.user_address, "evm_address")
     return None
+
+
+def conversion_of(conversions: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any]:
+    """The first conversion with a trigger named ``name``, or an empty mapping."""
+    for conversion in conversions:
+        triggers = conversion.get("triggers")
+        if isinstance(triggers, list) and any(
+            isinstance(t, Mapping) and t.get("name") == name for t in triggers
+        ):
+            return conversion
+    return {}
 
 
 @dataclass
@@ -312,7 +322,7 @@ class FuulState:
             user = _payee(event)
             if status != "success" or user is None:
                 continue  # the pipeline failed, or the event names nobody to pay
-            conversion = _conversion_of(conversions, event.name)
+            conversion = conversion_of(conversions, event.name)
             if conversion:
                 self._pay(event, user, conversion, wall + delay)
 
