@@ -13,7 +13,8 @@ import pytest
 import aiofuul
 from aiofuul import ClientConfig, FuulClient, User
 from aiofuul.engine.backlog import Backlog
-from aiofuul.engine.ledger import Ledger, Settlement
+from aiofuul.engine.ledger import Ledger
+from aiofuul.engine.seams import Settlement
 from aiofuul.testing import MockTransport, respond
 from aiofuul.wire.models import Event
 

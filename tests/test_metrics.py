@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 from aiofuul import FuulClient, Stats, SyncFuulClient, User
-from aiofuul.engine.ledger import Settlement
+from aiofuul.engine.seams import Settlement
 from aiofuul.metrics import Instrumentation, instrument
 from aiofuul.sandbox import Sandbox
 from conftest import API_KEY, EVM, FAST_LIMITS, fast_config

@@ -30,9 +30,9 @@ from aiofuul import (
     User,
 )
 from aiofuul.engine.lanes import Lane, make_lanes
-from aiofuul.engine.ledger import Stats
 from aiofuul.engine.limits import SlidingWindowLimiter
 from aiofuul.engine.redis_limiter import RedisLimiter
+from aiofuul.engine.seams import Stats
 from aiofuul.engine.sender import Sender
 from aiofuul.errors import (
     AuthenticationError,

@@ -18,8 +18,8 @@ Example::
 from ._version import __version__
 from .client import FuulClient
 from .config import ClientConfig, QueueFullPolicy, RetryPolicy
-from .engine.ledger import OnError, Stats
 from .engine.limits import DEFAULT_LIMITS, Limits, RateLimit
+from .engine.seams import OnError, Stats
 from .errors import (
     AmbiguousWriteError,
     APIError,

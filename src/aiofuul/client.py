@@ -43,8 +43,8 @@ from .config import ClientConfig
 from .engine.events import EventFactory, EventFields
 from .engine.handoff import Handoff
 from .engine.lanes import make_lanes
-from .engine.ledger import Journal, Observer, OnError, Stats
 from .engine.redis_limiter import RedisLimiter
+from .engine.seams import Journal, Observer, OnError, Stats
 from .engine.sender import Sender
 from .errors import ClientStateError
 from .lifecycle import creation_site
@@ -386,7 +386,7 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
 
     def add_observer(self, observer: Observer) -> Callable[[], None]:
         """Tell ``observer(outcome, waited)`` of every settlement of a tracked event from
-        now on (see :class:`~aiofuul.engine.ledger.Observer`), on the client's loop; returns a
+        now on (see :class:`~aiofuul.engine.seams.Observer`), on the client's loop; returns a
         function that removes it. This is how :mod:`aiofuul.metrics` times deliveries.
 
         Example::

@@ -36,7 +36,7 @@ from typing import Protocol
 
 from ._exit import on_exit
 from .config import ClientConfig
-from .engine.ledger import Stats
+from .engine.seams import Stats
 
 __all__ = ["adopt", "creation_site", "describe_outcome", "forget", "watch", "warn_unclosed"]
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .client import FuulClient
-from .engine.ledger import Settlement
+from .engine.seams import Settlement
 from .sync import SyncFuulClient
 
 if TYPE_CHECKING:

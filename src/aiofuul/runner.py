@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from . import lifecycle
 from ._exit import on_exit
 from .client import FuulClient
-from .engine.ledger import Stats
+from .engine.seams import Stats
 
 __all__ = ["GRACE", "Runner"]
 

@@ -52,7 +52,7 @@ import msgspec
 from .api.sync_groups import SyncApiGroups
 from .client import FuulClient
 from .config import ClientConfig
-from .engine.ledger import Observer, OnError, Stats
+from .engine.seams import Observer, OnError, Stats
 from .errors import ClientStateError, FuulTimeoutError
 from .lifecycle import creation_site
 from .runner import GRACE, Runner

@@ -74,10 +74,11 @@ reason
     ``dropped``, ``shutdown``, ``handed_off``. [``errors.py``]
 observer
     A function told of every settlement, outcome and waits
-    (``FuulClient.add_observer``): how metrics time deliveries. [``ledger.py``]
+    (``FuulClient.add_observer``): how metrics time deliveries. [``seams.py`` defines
+    it, ``ledger.py`` tells it]
 journal
     The durable outbox told of every accepted and settled event (SQLite or Redis).
-    [``outbox.py``, ``redis_outbox.py``]
+    [``seams.py``: the protocol; ``storage/outbox.py``, ``storage/redis_outbox.py``]
 hand off
     Events a shared (Redis) journal holds, left at close for another client instead of
     lost. [``ledger.py`` counts; the journal says which]

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 from ..config import ClientConfig
 from ..errors import FuulError, QueueFullError, UndeliveredError, UndeliveredReason
 from ..wire.models import Event
-from .ledger import Ledger, Pending, Settlement
+from .ledger import Ledger, Pending
+from .seams import Settlement
 
 __all__ = ["NEVER", "Backlog"]
 

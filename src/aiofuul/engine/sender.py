@@ -26,10 +26,11 @@ from ..wire.transport import Transport
 from .backlog import NEVER, Backlog
 from .flights import Flights
 from .lanes import Lane
-from .ledger import Journal, Ledger, OnError, Stats
+from .ledger import Ledger
 from .outcomes import Outcomes
 from .overload import OverloadMonitor
 from .scheduler import LaneState, Launch, QueueState, decide, events_to_wake
+from .seams import Journal, OnError, Stats
 
 __all__ = ["Sender"]
 

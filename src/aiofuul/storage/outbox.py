@@ -41,7 +41,7 @@ from typing import IO
 
 import msgspec
 
-from ..engine.ledger import Feed, Settlement
+from ..engine.seams import Feed, Settlement
 from ..errors import ClientStateError, UndeliveredError
 from ..wire.models import Event, decode_event, encode_event
 

@@ -53,8 +53,8 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from ..engine.ledger import Feed
 from ..engine.redis_limiter import RedisLimiter, connect, key_hash
+from ..engine.seams import Feed
 from ..errors import UndeliveredError
 from ..wire.models import Event, encode_event
 from . import _redis_outbox_scripts as scripts
