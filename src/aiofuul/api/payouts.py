@@ -118,8 +118,9 @@ class Payouts(Group):
         limit: int | None = None,
         start: PageToken = None,
     ) -> Paginator[PayoutsByConversion]:
-        """``GET payouts``: what ``user`` earned, by conversion; ``type`` is
-        ``onchain-currency`` or ``point``.
+        """``GET payouts``: what ``user`` earned, by conversion. ``type`` is
+        ``"onchain-currency"`` (the default: token payouts only) or ``"point"``: a program
+        that rewards points must say ``type="point"``, or it sees none.
 
         Example::
 
@@ -148,10 +149,13 @@ class Payouts(Group):
         start: PageToken = None,
     ) -> Paginator[Movement]:
         """``GET payouts/movements``: every payout movement of ``user``, page by page.
+        ``type`` is ``"onchain-currency"`` (the default: token payouts only) or
+        ``"point"``: a program that rewards points must say ``type="point"``, or it sees
+        none.
 
         Example::
 
-            async for movement in fuul.payouts.movements(user, page_size=100):
+            async for movement in fuul.payouts.movements(user, type="point", page_size=100):
                 print(movement.date, movement.total_amount, movement.payout_status)
         """
         params = user_query(user, "identifier_type", self._check_format)
