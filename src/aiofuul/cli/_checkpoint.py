@@ -16,14 +16,34 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
 from ._common import CLIError
 
-__all__ = ["Checkpoint", "Fingerprint", "write_atomically"]
+__all__ = ["Checkpoint", "Fingerprint", "read_checkpoint", "write_atomically"]
 
 _VERSION = 1
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+def read_checkpoint(path: Path, kind: type[_S]) -> _S | None:
+    """The checkpoint at ``path`` decoded as ``kind`` (None if there is none), or
+    :class:`CLIError` when it cannot be read or decoded: every command's checkpoint is
+    read alike."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CLIError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise CLIError(
+            f"checkpoint {path} is unreadable ({exc}); delete it to start over"
+        ) from None
 
 
 class Fingerprint(msgspec.Struct, frozen=True):
@@ -65,18 +85,9 @@ class Checkpoint(msgspec.Struct, kw_only=True):
     def read(cls, path: Path) -> Checkpoint | None:
         """The checkpoint at ``path`` (None if there is none), or :class:`CLIError`
         when it is unreadable."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        checkpoint = read_checkpoint(path, cls)
+        if checkpoint is None:
             return None
-        except OSError as exc:
-            raise CLIError(f"cannot read checkpoint {path}: {exc.strerror}") from None
-        try:
-            checkpoint = msgspec.json.decode(data, type=cls)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise CLIError(
-                f"checkpoint {path} is unreadable ({exc}); delete it to start over"
-            ) from None
         if checkpoint.version != _VERSION:
             raise CLIError(f"checkpoint {path} has unknown version {checkpoint.version}")
         return checkpoint

@@ -21,7 +21,7 @@ import msgspec
 from ..errors import ValidationError
 from ..referrers import ReferrerRow
 from ..wire.models import User
-from ._checkpoint import Fingerprint, write_atomically
+from ._checkpoint import Fingerprint, read_checkpoint, write_atomically
 from ._common import CLIError
 
 __all__ = ["COLUMNS", "Format", "GraphCheckpoint", "Record", "Scan", "read_records", "scan"]
@@ -171,18 +171,7 @@ class GraphCheckpoint(msgspec.Struct, kw_only=True):
     @classmethod
     def read(cls, path: Path) -> GraphCheckpoint | None:
         """The checkpoint at ``path`` (None if there is none), or :class:`CLIError`."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise CLIError(f"cannot read checkpoint {path}: {exc.strerror}") from None
-        try:
-            return msgspec.json.decode(data, type=cls)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise CLIError(
-                f"checkpoint {path} is unreadable ({exc}); delete it to start over"
-            ) from None
+        return read_checkpoint(path, cls)
 
     def save(self, path: Path) -> None:
         """Write atomically (the old or the new checkpoint, whatever happens)."""
