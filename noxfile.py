@@ -71,6 +71,6 @@ def wheel(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Every benchmark in one run; prints the Markdown table the README carries."""
+    """Every benchmark in one run; prints the Markdown table docs/benchmarks.md carries."""
     session.install("-e", ".[bench]")
     session.run("python", "benchmarks/run_all.py", *session.posargs)

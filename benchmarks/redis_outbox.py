@@ -15,7 +15,7 @@ loop's thread per event.
 
 Memory: ``used_memory`` (INFO) and ``MEMORY USAGE`` of the stream (every entry and the
 consumer group's pending list counted) before and after N events are written and left
-pending, divided by N. The redis-server is started here, with the settings the README
+pending, divided by N. The redis-server is started here, with the settings docs/guides/fleet.md
 recommends (AOF, ``appendfsync everysec``).
 """
 

@@ -1,5 +1,5 @@
 """Run every benchmark, each in its own process, and print one combined Markdown table
-(the one the README carries).
+(the one docs/benchmarks.md carries).
 
     python benchmarks/run_all.py            # about a minute on 2 cores
     python benchmarks/run_all.py --quick    # smoke run, a few seconds each

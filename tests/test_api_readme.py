@@ -1,5 +1,6 @@
-"""The Python examples of README.md's section on reading the rest of Fuul run as
-written (until the suite's README collector covers them)."""
+"""The Python examples of the docs page on reads (docs/api/reads.md) that bring their
+own sandbox run as written, in this process; tests/test_docs_examples.py runs every
+block of the page in a subprocess too."""
 
 from __future__ import annotations
 
@@ -9,19 +10,14 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).parent.parent / "README.md"
-SECTION = "## Reading the rest of Fuul"
+PAGE = Path(__file__).parent.parent / "docs" / "api" / "reads.md"
 
 
 def _blocks() -> list[str]:
-    text = README.read_text()
-    start = text.index(SECTION)
-    end = text.index("\n## ", start + len(SECTION))
+    text = PAGE.read_text()
     found = []
-    for match in re.finditer(
-        r"(<!-- example: skip[^\n]*-->\n)?```python\n(.*?)```", text[start:end], re.S
-    ):
-        if match.group(1) is None:
+    for match in re.finditer(r"(<!-- example: skip[^\n]*-->\n)?```python\n(.*?)```", text, re.S):
+        if match.group(1) is None and "Sandbox()" in match.group(2):
             found.append(match.group(2))
     return found
 

@@ -1,5 +1,6 @@
-"""The Python examples of README.md's section on writing to Fuul run as written (until
-the suite's README collector covers them)."""
+"""The Python examples of the docs page on writes (docs/api/writes.md) and on importing
+a referral graph run as written, in this process; tests/test_docs_examples.py runs them
+in a subprocess too."""
 
 from __future__ import annotations
 
@@ -9,16 +10,15 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).parent.parent / "README.md"
-SECTION = "## Writing to Fuul"
+PAGES = [
+    Path(__file__).parent.parent / "docs" / "api" / n for n in ("writes.md", "referrers-import.md")
+]
 
 
 def _blocks() -> list[str]:
-    text = README.read_text()
-    start = text.index(SECTION)
-    end = text.index("\n## ", start + len(SECTION))
+    text = "\n".join(page.read_text() for page in PAGES)
     pattern = r"(<!-- example: skip[^\n]*-->\n)?```python\n(.*?)```"
-    return [m.group(2) for m in re.finditer(pattern, text[start:end], re.S) if not m.group(1)]
+    return [m.group(2) for m in re.finditer(pattern, text, re.S) if not m.group(1)]
 
 
 @pytest.mark.parametrize("code", _blocks())

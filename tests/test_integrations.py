@@ -49,7 +49,7 @@ KEYS = {API_KEY: ["send:trigger_event"]}
 #: the exit or shutdown path can deliver those.
 TASKS = REQUESTS = 300
 #: The documented limits of a key, twice over: two processes without a shared limiter
-#: (README, "One rate limit for many workers") each spend one key's budget.
+#: (docs/guides/fleet.md, "One rate limit for many workers") each spend one key's budget.
 TWO_BUDGETS = Limits(single=RateLimit(200), batch=RateLimit(20))
 
 

@@ -496,7 +496,7 @@ def test_what_cannot_be_delivered_is_reported_at_exit(body: str) -> None:
 def test_readme_sync_example_runs_as_written(live: LiveSandbox) -> None:
     # README, "From sync code": the first block, as a script that falls off the end.
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme[readme.index("\n## From sync code (") :]
+    section = readme[readme.index("\n### From sync code (") :]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code is not None
     script = live.directory / "readme_sync.py"

@@ -192,7 +192,7 @@ async def test_the_receiver_answers_bad_other_and_repeated_bodies(served: Served
     assert len(served.rows()) == 1
 
 
-# -- as the README runs them: two real processes -----------------------------------
+# -- as the docs (docs/api/webhooks.md) run them: two real processes --------------
 
 
 def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

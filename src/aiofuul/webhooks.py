@@ -5,8 +5,8 @@ Fuul sends ``{"event_type": "reward.earned", "movement": {...}}`` for every move
 retries it on a non-2xx answer or a timeout, so the same movement may arrive more than
 once: store it by :attr:`RewardEarned.key`, once. :func:`parse` turns a body into a
 typed :class:`RewardEarned`, or raises :class:`~aiofuul.WebhookError` saying what is
-wrong. Fuul publishes no signature scheme: nothing here checks one (see the README for
-how to restrict the endpoint instead).
+wrong. Fuul publishes no signature scheme: nothing here checks one (see
+docs/api/webhooks.md for how to restrict the endpoint instead).
 
 Decoding is lenient, like the read endpoints': fields nobody knows yet are kept
 (:attr:`RewardEarned.extra`, and :attr:`RewardEarned.raw` is the whole body), a number
