@@ -195,3 +195,38 @@ def redis_log(url: str) -> str:
         return _REDIS_LOGS[url].read_text(errors="replace")[-4000:]
     except (KeyError, OSError) as exc:
         return f"(no log: {exc!r})"
+
+
+# -- a hang is a failure with a diagnosis, never a stalled run ---------------------------
+# pytest-timeout fails a test after ``timeout`` (pyproject) seconds; a moment before, this
+# writes every pending asyncio task's stack to stderr: the thread dump pytest-timeout
+# prints shows only an event loop waiting, never the coroutine that hangs.
+_DUMP_AFTER = 240.0
+
+
+def _dump_tasks(name: str) -> None:
+    import gc
+    import io
+    import sys
+
+    tasks = [t for t in gc.get_objects() if isinstance(t, asyncio.Task) and not t.done()]
+    out = io.StringIO()
+    out.write(f"\n=== {name}: still running after {_DUMP_AFTER:g} s; {len(tasks)} task(s)\n")
+    for task in tasks:
+        out.write(f"--- {task!r}\n")
+        task.print_stack(file=out)
+    sys.stderr.write(out.getvalue())
+    sys.stderr.flush()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    import threading
+
+    timer = threading.Timer(_DUMP_AFTER, _dump_tasks, args=(item.nodeid,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

@@ -67,15 +67,19 @@ MOVEMENTS = ["movements", "--user", EVM.identifier, "--type", "evm_address",
 def test_interrupted_and_rerun_writes_every_row_exactly_once(
     sandbox_url: tuple[str, Sandbox], tmp_path: Path
 ) -> None:
-    url, _ = sandbox_url
+    url, sb = sandbox_url
     out, ckpt = tmp_path / "moves.jsonl", tmp_path / "moves.ckpt"
     args = [*MOVEMENTS, "-o", str(out), "--checkpoint", str(ckpt)]
+    # Each page takes 0.1 s, and once 100 rows are out every request hangs: the export is
+    # interrupted mid-way however slow this machine is (seconds of slack, then none).
+    sb.faults.latency = 0.1
     first = export(url, *args)
     deadline = time.monotonic() + 60
     while len(lines(out)) < 100:  # well under way, not done
         assert first.poll() is None, first.communicate()
         assert time.monotonic() < deadline, "the export never got going"
         time.sleep(0.01)
+    sb.faults.hang_rate = 1.0
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=30)
     assert first.returncode == 130, err
@@ -83,6 +87,7 @@ def test_interrupted_and_rerun_writes_every_row_exactly_once(
     written = len(lines(out))
     assert 100 <= written < ROWS
 
+    sb.faults.hang_rate = 0.0
     second = export(url, *args)
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0, err

@@ -60,6 +60,20 @@ __all__ = ["FuulClient"]
 
 log = logging.getLogger("aiofuul")
 
+# Seconds aclose() waits for the outbox to close (its last write included): a Redis that
+# stops answering, or a task that ignores cancellation, must not hold aclose() forever.
+_OUTBOX_CLOSE = 15.0
+
+
+async def _close_outbox(outbox: Journal) -> None:
+    task = asyncio.ensure_future(outbox.close())
+    done, _ = await asyncio.wait({task}, timeout=_OUTBOX_CLOSE)
+    if not done:
+        log.error("the outbox did not close within %g s; left closing", _OUTBOX_CLOSE)
+    else:
+        task.result()
+
+
 _clients: weakref.WeakSet[FuulClient] = weakref.WeakSet()
 
 
@@ -262,7 +276,7 @@ class FuulClient(DirectSends, ReadEndpoints, ApiGroups):
         finally:
             try:
                 if self._outbox is not None:
-                    await self._outbox.close()
+                    await _close_outbox(self._outbox)
                 if self._remote is not None:
                     await asyncio.gather(*(lane.settle() for lane in self._lanes.values()))
                     await self._remote.close()

@@ -230,8 +230,8 @@ def _at_exit() -> None:
         if loop.is_running():
             wait = max(c.config.close_timeout for c in clients) + 1.0
             when = "the interpreter exited with its loop still running, so it closed itself"
-            future = asyncio.run_coroutine_threadsafe(state.close_all(when), loop)
-            try:
+            try:  # a Ctrl-C may come as soon as the close is under way
+                future = asyncio.run_coroutine_threadsafe(state.close_all(when), loop)
                 future.result(wait)
             except KeyboardInterrupt:  # Ctrl-C: stop waiting, say what is left
                 left = sum(c.stats().queued for c in clients)

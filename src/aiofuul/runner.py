@@ -199,18 +199,18 @@ def _close_all_at_exit() -> None:
         return
     started = time.monotonic()
     closing = []
-    for runner in runners:
-        before = runner.client.stats()
-        timeout = runner.client.config.close_timeout
-        closing.append((runner, before, runner.begin_close(timeout), timeout + GRACE))
-    try:
+    try:  # from the first close begun: a Ctrl-C may come as soon as one is under way
+        for runner in runners:
+            before = runner.client.stats()
+            timeout = runner.client.config.close_timeout
+            closing.append((runner, before, runner.begin_close(timeout), timeout + GRACE))
         for runner, before, future, wait in closing:
             lost = runner.end_close(future, max(0.0, started + wait - time.monotonic()))
             runner._say_unclosed("it was dropped, and closed itself at interpreter exit", before)
             if lost:
                 log.warning("SyncFuulClient closed: %d event(s) could not be delivered", lost)
     except KeyboardInterrupt:
-        for runner, *_ in closing:
+        for runner in runners:
             if runner in _runners:
                 _interrupted(runner)
 

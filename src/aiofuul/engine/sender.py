@@ -37,6 +37,9 @@ __all__ = ["Sender"]
 log = logging.getLogger("aiofuul")
 
 _LAST_COMMIT = 2.0  # seconds a close past its timeout waits for the journal's last write
+# Seconds a close waits for cancelled tasks to end: a task that ignores its cancellation
+# (a library swallowing CancelledError) must not hold aclose() forever.
+_STUCK = 5.0
 
 
 class Sender:
@@ -295,7 +298,9 @@ class Sender:
             worker.cancel()
             for task in list(self._flights.tasks):
                 task.cancel()
-            await asyncio.gather(worker, *self._flights.tasks, return_exceptions=True)
+            _, stuck = await asyncio.wait({worker, *self._flights.tasks}, timeout=_STUCK)
+            if stuck:
+                log.error("%d sender task(s) ignored their cancellation at close", len(stuck))
         except asyncio.CancelledError:
             # The close itself was cancelled (wait_for(aclose(), ...)): still settle
             # every event now, since nobody will await anything for them later.
