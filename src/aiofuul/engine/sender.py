@@ -14,7 +14,6 @@ shared outbox, for another client); the last four also reach ``on_error`` and th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -293,8 +292,14 @@ class Sender:
             # A shared journal hands off only what it wrote: let it write the last ones
             # (briefly: Redis may be down).
             if self.ledger.journal is not None:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.ledger.journal.commit(), _LAST_COMMIT)
+                # asyncio.wait, not wait_for: a commit that ignores its cancellation
+                # (inside a Redis client) is left behind rather than waited for.
+                last = asyncio.ensure_future(self.ledger.journal.commit())
+                done, _ = await asyncio.wait({last}, timeout=_LAST_COMMIT)
+                if done and last.exception() is not None:
+                    log.error("the journal's last write failed", exc_info=last.exception())
+                elif not done:
+                    last.cancel()
             worker.cancel()
             for task in list(self._flights.tasks):
                 task.cancel()
