@@ -230,3 +230,12 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         yield
     finally:
         timer.cancel()
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` of a child the test interrupts with SIGINT, as Ctrl-C in a terminal
+    would: a suite started as a background job inherits SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler in the child."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -21,7 +21,7 @@ import pytest
 from aiofuul import User
 from aiofuul.sandbox import Faults, Sandbox
 from aiofuul.wire.models import Event
-from conftest import EVM, FAST_LIMITS
+from conftest import EVM, FAST_LIMITS, sigint_default
 
 ROWS = 400
 BOB = User("0x1111111111111111111111111111111111111111", "evm_address")
@@ -52,6 +52,7 @@ def export(url: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "aiofuul.cli", "export", *args, "--time-scale", "1/60"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=sigint_default,
     )  # fmt: skip
 
 

@@ -32,7 +32,7 @@ from aiofuul import (
 from aiofuul.sandbox import Sandbox
 from aiofuul.testing import MockRequest, MockTransport, respond
 from aiofuul.wire.transport import Response
-from conftest import API_KEY, EVM, fast_config
+from conftest import API_KEY, EVM, fast_config, sigint_default
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
@@ -227,6 +227,7 @@ def test_ctrl_c_during_the_exit_drain_reports_what_is_lost() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_default,
     )
     try:
         assert proc.stdout is not None
