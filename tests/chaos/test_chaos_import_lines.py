@@ -226,6 +226,8 @@ def test_jsonl_lines_become_events_or_errors_naming_the_field(tmp_path: Path) ->
                 text: str | None = data.decode()
             except UnicodeDecodeError:
                 text = None
+            if text is not None and record.index == 0:  # a file's BOM is not content
+                text = text.removeprefix("\ufeff")
             seen[_check_record(record, text)] += 1
 
     prop()
@@ -364,3 +366,10 @@ def test_deeply_nested_json_is_an_invalid_record_not_a_crash(tmp_path: Path) -> 
     )
     scan, records = _scan(csv_file, "csv")
     assert scan.invalid == 1 and records[0].error is not None
+
+
+def test_a_first_line_holding_only_a_bom_is_blank(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf\n")
+    _, records = _scan(path, "jsonl")
+    assert [(r.event, r.error) for r in records] == [(None, None)]
