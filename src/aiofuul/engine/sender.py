@@ -303,7 +303,10 @@ class Sender:
             worker.cancel()
             for task in list(self._flights.tasks):
                 task.cancel()
-            _, stuck = await asyncio.wait({worker, *self._flights.tasks}, timeout=_STUCK)
+            ended, stuck = await asyncio.wait({worker, *self._flights.tasks}, timeout=_STUCK)
+            for task in ended:  # retrieved, as gather() did: a bug was logged when it ended
+                if not task.cancelled():
+                    task.exception()
             if stuck:
                 log.error("%d sender task(s) ignored their cancellation at close", len(stuck))
         except asyncio.CancelledError:
