@@ -54,7 +54,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from ..engine.redis_limiter import RedisLimiter, connect, key_hash
-from ..engine.seams import Feed
+from ..engine.seams import Feed, Settlement
 from ..errors import UndeliveredError
 from ..wire.models import Event, encode_event
 from . import _redis_outbox_scripts as scripts
@@ -153,7 +153,7 @@ class RedisOutbox:
 
     # -- called by the sender on the loop (cheap: list appends) ----------------------
     def settled(
-        self, events: Sequence[Event], outcome: str, error: UndeliveredError | None
+        self, events: Sequence[Event], outcome: Settlement, error: UndeliveredError | None
     ) -> None:
         """Remove the delivered (and duplicate, and dropped), file the rejected as dead
         letters; keep the rest where another client delivers them (as the SQLite file
