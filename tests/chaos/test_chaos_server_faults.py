@@ -308,8 +308,10 @@ async def test_429_flood_from_a_server_far_below_the_client_settles(retry_after:
         assert await fuul.flush(timeout=10)
         assert_accounted(fuul, sb, ledger, all_delivered=True, watcher=watcher)
         # Settling: each 429 lowers the capacity; the recovery climbs back to 90% of the
-        # lowest level that drew one, so the clusters shrink (measured: 4, 3, 2, 1).
-        assert windows[-1] <= 2 and windows[-1] <= windows[0], windows
+        # lowest level that drew one, so the clusters shrink (measured: 4, 3, 2, 1; on a
+        # loaded machine the burst may absorb the first: 0, 4, 0, 1). Few in all, and at
+        # most 2 in the last second, whatever the machine's speed.
+        assert windows[-1] <= 2 and sum(windows) <= 10, windows
         assert sum(windows) <= 15, windows
         total = fuul.stats()
         assert sb.count(status=429) == total.rate_limited_single + total.rate_limited_batch

@@ -15,12 +15,13 @@ import asyncio
 import ipaddress
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 import msgspec
@@ -233,7 +234,9 @@ class AiohttpTransport:
             if not self._owns_session:
                 raise FuulError("the aiohttp session passed to the client is closed")
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(
+                    limit=64, ttl_dns_cache=300, resolver=_ExitSafeResolver()
+                ),
                 timeout=self._timeout,
             )
         return self._session
@@ -301,3 +304,33 @@ class AiohttpTransport:
         """Close the session if this transport created it."""
         if self._owns_session and self._session is not None and not self._session.closed:
             await self._session.close()
+
+
+class _BlockingLookup:
+    """What :class:`aiohttp.ThreadedResolver` asks of its loop, answered on this thread."""
+
+    def is_running(self) -> bool:
+        return True
+
+    def get_debug(self) -> bool:
+        return False
+
+    async def getaddrinfo(self, *args: Any, **kwargs: Any) -> Any:
+        return socket.getaddrinfo(*args, **kwargs)
+
+    async def getnameinfo(self, *args: Any, **kwargs: Any) -> Any:
+        return socket.getnameinfo(*args, **kwargs)
+
+
+class _ExitSafeResolver(aiohttp.ThreadedResolver):
+    """aiohttp's resolver looks names up on the loop's thread pool. At interpreter exit,
+    when a client delivers what is left, Python 3.12+ refuses to start a thread (and an
+    executor shut down refuses work): that lookup is then made on this thread, blocking,
+    since at exit nothing else waits on the loop."""
+
+    async def resolve(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().resolve(*args, **kwargs)
+        except RuntimeError:  # "can't create new thread at interpreter shutdown"
+            blocking = aiohttp.ThreadedResolver(_BlockingLookup())  # type: ignore[arg-type]
+            return await blocking.resolve(*args, **kwargs)
